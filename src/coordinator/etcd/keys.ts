@@ -1,0 +1,119 @@
+/**
+ * The etcd key layout, the contract between the library, the CLI and anything else that reads
+ * the cluster (docs/ARCHITECTURE.md describes it):
+ *
+ *   <prefix>/<db>/lock/<lease id hex>  waiter keys, etcd concurrency Mutex layout (etcdctl lock
+ *                                      <prefix>/<db>/lock takes part in the same queue). Value:
+ *                                      JSON LockRecord for sqlite-ha nodes, anything for others.
+ *   <prefix>/<db>/commit               JSON CommitRecord of the last commit, written only while
+ *                                      the writer's lock key exists.
+ *   <prefix>/<db>/info                 JSON DatabaseInfo written by each holder on acquire.
+ *   <prefix>/<db>/history/<fence>      JSON HandoverRecord, one per acquisition (last 100 kept).
+ *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
+ */
+
+export interface LockRecord {
+  node: string;
+  pid: number;
+  ttlMs: number;
+  /** Wall clock (ms) when the waiter key was written. */
+  queuedAt: number;
+}
+
+export interface CommitRecord {
+  txid: number;
+  fence: number;
+  node: string;
+  /** Wall clock (ms) of the commit. */
+  time: number;
+}
+
+export interface DatabaseInfo {
+  path: string;
+  locks: 'trusted' | 'none';
+  journalMode: string;
+  leaseTtlMs: number;
+  node: string;
+}
+
+export interface HandoverRecord {
+  fence: number;
+  node: string;
+  previousNode: string | null;
+  /** How the previous holder let go: released (deleted its key), expired (lease ran out), first. */
+  cause: 'released' | 'expired' | 'first';
+  /** Time from queueing to holding, ms. */
+  waitedMs: number;
+  /** Time from the previous holder letting go to this node holding, ms (null when unknown). */
+  handoverMs: number | null;
+  time: number;
+}
+
+export interface EventRecord {
+  kind: 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost';
+  node: string;
+  fence: number;
+  detail: string;
+  time: number;
+}
+
+export const HISTORY_KEEP = 100;
+
+export class Keys {
+  readonly root: string;
+  constructor(readonly prefix: string, readonly db: string) {
+    this.root = `${prefix}/${db}`;
+  }
+  get lockPrefix(): string {
+    return `${this.root}/lock/`;
+  }
+  lockKey(leaseId: string): string {
+    // etcd's Mutex names waiter keys by the lease ID in lower-case hex.
+    return `${this.lockPrefix}${BigInt(leaseId).toString(16)}`;
+  }
+  get commit(): string {
+    return `${this.root}/commit`;
+  }
+  get info(): string {
+    return `${this.root}/info`;
+  }
+  get historyPrefix(): string {
+    return `${this.root}/history/`;
+  }
+  historyKey(fence: number): string {
+    return `${this.historyPrefix}${String(fence).padStart(16, '0')}`;
+  }
+  event(kind: EventRecord['kind']): string {
+    return `${this.root}/events/${kind}`;
+  }
+}
+
+/** Databases under a prefix are the names that have a lock/, commit or info key. */
+export function databaseNameFromKey(prefix: string, key: string): string | null {
+  if (!key.startsWith(prefix + '/')) return null;
+  const rest = key.slice(prefix.length + 1);
+  const slash = rest.indexOf('/');
+  return slash > 0 ? rest.slice(0, slash) : null;
+}
+
+/** The exclusive end of a prefix range: the prefix with its last byte incremented. */
+export function prefixEnd(prefix: string): Buffer {
+  const buf = Buffer.from(prefix);
+  for (let i = buf.length - 1; i >= 0; i--) {
+    if (buf[i] < 0xff) {
+      buf[i]++;
+      return buf.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+export function parseJson<T>(value: Buffer | string | undefined | null): T | null {
+  if (value === undefined || value === null) return null;
+  try {
+    const text = value.toString();
+    return text ? (JSON.parse(text) as T) : null;
+  } catch {
+    return null;
+  }
+}

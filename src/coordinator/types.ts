@@ -1,0 +1,50 @@
+/**
+ * The Coordinator/Lease split (after LiteFS's Leaser/Lease): a Coordinator hands out Leases for one
+ * database; a Lease is the single place that says "you may write" and, through its `lost` event,
+ * "you no longer may". One implementation per folder: etcd/ and lockfile/.
+ */
+import { EventEmitter } from 'events';
+import type { CommitRecord } from './etcd/keys';
+
+export type { CommitRecord };
+
+export interface AcquireOptions {
+  timeoutMs: number;
+}
+
+export interface Lease extends EventEmitter {
+  /** Fence token: strictly greater than every earlier holder's. */
+  readonly fence: number;
+  /** Wall-clock ms after which no commit may start (last acknowledged renewal + TTL - margin). */
+  readonly commitDeadline: number;
+  /** Wall-clock ms when the coordinator itself would let the lease go, for display. */
+  readonly expiresAt: number;
+  /** False once released or lost. */
+  readonly valid: boolean;
+  /** True when another node is queued behind this lease. */
+  readonly hasWaiters: boolean;
+  /** The last commit published before this lease was granted (null: none, or not tracked). */
+  readonly commitAtAcquire: CommitRecord | null;
+  /** Publishes a commit record; resolves false if the lease no longer exists. */
+  publishCommit(record: CommitRecord): Promise<boolean>;
+  /** Records an event that watchers (the CLI) should see; best effort. */
+  reportEvent(kind: 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost', detail: string): void;
+  /** Gives the lease up (revokes it) so a waiter proceeds at once. Idempotent. */
+  release(): Promise<void>;
+  /** Marks the lease lost locally (e.g. after an unknown commit outcome) and releases it. */
+  abandon(reason: Error): Promise<void>;
+
+  on(event: 'lost', listener: (reason: Error) => void): this;
+  on(event: 'waiter', listener: () => void): this;
+}
+
+export interface Coordinator {
+  readonly kind: 'etcd' | 'lockfile';
+  /** Waits for the lease; AcquireTimeoutError or CoordinatorUnavailableError past timeoutMs. */
+  acquire(opts: AcquireOptions): Promise<Lease>;
+  /** The last published commit, read linearizably (null when the backend keeps none). */
+  readCommit(): Promise<CommitRecord | null>;
+  /** Node id of the current holder, if any. */
+  currentHolder(): Promise<string | null>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,128 @@
+/**
+ * Every error sqlite-ha throws on purpose, in one place. Each has a stable `code` that scripts and
+ * other tools can match on; messages say what happened and what to do. SQL errors raised by the
+ * user's own statements stay better-sqlite3's `SqliteError`s and are never wrapped.
+ */
+
+/** Base class: `code` is stable across releases, `message` is for humans. */
+export class SqliteHaError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to open() (or a CLI flag) is missing, misspelt or out of range. */
+export class InvalidOptionError extends SqliteHaError {
+  readonly option: string;
+  constructor(option: string, value: unknown, expected: string) {
+    super(
+      'SQLITE_HA_INVALID_OPTION',
+      `invalid option ${option}: got ${describe(value)}; expected ${expected}`,
+    );
+    this.option = option;
+  }
+}
+
+/** The database holds a higher fence token than this node's lease: a newer holder exists. */
+export class FencedError extends SqliteHaError {
+  readonly storedFence: number;
+  readonly ownFence: number;
+  constructor(ownFence: number, storedFence: number) {
+    super(
+      'SQLITE_HA_FENCED',
+      `write refused: the database is fenced at token ${storedFence}, above this node's lease token ` +
+        `${ownFence}; another node took over. Nothing was written; acquire the lease again to write.`,
+    );
+    this.ownFence = ownFence;
+    this.storedFence = storedFence;
+  }
+}
+
+/** The lease expired or was revoked before (or while) a write needed it. Nothing was committed. */
+export class LeaseLostError extends SqliteHaError {
+  constructor(detail: string) {
+    super('SQLITE_HA_LEASE_LOST', `write lease lost: ${detail}. Nothing was committed by this call.`);
+  }
+}
+
+/** A write was attempted through the better-sqlite3 surface without holding the lease. */
+export class NotLeaseHolderError extends SqliteHaError {
+  constructor(what: string) {
+    super(
+      'SQLITE_HA_NOT_LEASE_HOLDER',
+      `${what} writes, but this node does not hold the write lease; ` +
+        'use db.write(fn), or await db.acquire() first',
+    );
+  }
+}
+
+/** etcd (or the lock directory) could not be reached or answered in time. */
+export class CoordinatorUnavailableError extends SqliteHaError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('SQLITE_HA_COORDINATOR_UNAVAILABLE', `coordinator unavailable: ${detail}`, options);
+  }
+}
+
+/** The lease was not granted within acquireTimeoutMs because another node holds it. */
+export class AcquireTimeoutError extends SqliteHaError {
+  readonly holder: string | null;
+  constructor(timeoutMs: number, holder: string | null) {
+    super(
+      'SQLITE_HA_ACQUIRE_TIMEOUT',
+      `write lease not acquired within ${timeoutMs} ms` +
+        (holder ? `; held by ${holder}` : '') +
+        '. Raise acquireTimeoutMs or check the holder with `sqlite-ha status`.',
+    );
+    this.holder = holder;
+  }
+}
+
+/** The file, mount or a pragma would break the storage rules (HAZARDS H1, H2). */
+export class UnsafeStorageError extends SqliteHaError {
+  constructor(detail: string) {
+    super('SQLITE_HA_UNSAFE_STORAGE', detail);
+  }
+}
+
+/** COMMIT failed in a way that leaves its outcome unknown (an I/O error). The lease was dropped. */
+export class CommitOutcomeUnknownError extends SqliteHaError {
+  constructor(options: { cause?: unknown }) {
+    super(
+      'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN',
+      'COMMIT failed with an I/O error: the transaction may or may not be on disk. The write lease ' +
+        'was dropped; read the data back (db.read with consistency "linearizable") before retrying.',
+      options,
+    );
+  }
+}
+
+/** This node's view of the file stayed older than the last published commit past the deadline. */
+export class StaleViewError extends SqliteHaError {
+  constructor(localTxid: number, publishedTxid: number, waitedMs: number) {
+    super(
+      'SQLITE_HA_STALE_VIEW',
+      `local view is at txid ${localTxid} but txid ${publishedTxid} was published; still stale after ` +
+        `reopening for ${waitedMs} ms. Check that every node mounts the same file (sqlite-ha doctor).`,
+    );
+  }
+}
+
+/** The handle was closed. */
+export class ClosedError extends SqliteHaError {
+  constructor() {
+    super('SQLITE_HA_CLOSED', 'the database handle is closed');
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === undefined) return 'undefined';
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
