@@ -1,0 +1,52 @@
+/**
+ * `sqlite-ha status [--json]`: every database under the prefix with its holder, fence token, lease
+ * TTL left, waiters in queue order, last commit and storage mode.
+ */
+import { ClusterView, DatabaseView, QueueEntry, readClusterState, viewToJson } from './cluster-state';
+import { ConnectionSettings, createClient } from './connection';
+import { duration, styleFor, table } from './format';
+
+export interface StatusOptions {
+  json?: boolean;
+}
+
+export async function runStatus(s: ConnectionSettings, opts: StatusOptions, out: NodeJS.WriteStream): Promise<number> {
+  const client = createClient(s);
+  try {
+    const view = await readClusterState(client, s);
+    out.write(opts.json ? JSON.stringify(viewToJson(view), null, 2) + '\n' : renderStatus(view, out).join('\n') + '\n');
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+export function renderStatus(view: ClusterView, out: NodeJS.WriteStream): string[] {
+  const st = styleFor(out);
+  if (view.databases.length === 0) {
+    return [`no databases under ${view.prefix} (etcd revision ${view.revision})`];
+  }
+  const rows = view.databases.map((d) => [
+    d.name,
+    d.holder ? holderText(d.holder) : st.dim('(none)'),
+    d.fence === null ? '-' : String(d.fence),
+    ttlText(d),
+    d.waiters.length ? d.waiters.map((w, i) => `${i + 1}.${w.node}`).join(' ') : '-',
+    d.lastCommit ? `txid ${d.lastCommit.txid} by ${d.lastCommit.node}, ${duration(d.lastCommit.ageMs)} ago` : '-',
+    d.storageMode === 'none' ? 'lockless' : d.storageMode ?? '-',
+  ]);
+  return [
+    ...table(['DATABASE', 'HOLDER', 'FENCE', 'TTL LEFT', 'WAITERS', 'LAST COMMIT', 'LOCKS'], rows),
+    st.dim(`prefix ${view.prefix}, etcd revision ${view.revision}`),
+  ];
+}
+
+function holderText(h: QueueEntry): string {
+  return h.pid !== null && !h.node.includes(String(h.pid)) ? `${h.node} (pid ${h.pid})` : h.node;
+}
+
+function ttlText(d: DatabaseView): string {
+  if (!d.holder) return '-';
+  if (d.ttlLeftMs === null) return 'expired';
+  return `${duration(d.ttlLeftMs)} of ${duration(d.holder.leaseTtlMs)}`;
+}

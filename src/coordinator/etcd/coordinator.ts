@@ -1,0 +1,155 @@
+/**
+ * The etcd Coordinator: grant a session, queue on the Mutex, and hand back an EtcdLease. Also
+ * writes the bookkeeping the CLI reads (info, hand-over history); none of that is on the write path.
+ */
+import type { Etcd3 } from 'etcd3';
+import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
+import type { EtcdCoordinatorOptions } from '../../options';
+import type { AcquireOptions, Coordinator, Lease } from '../types';
+import { createEtcdClient, etcdCall } from './client';
+import { CommitRecord, DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
+import { EtcdLease } from './lease';
+import { enqueue, ownerNode, waitTurn } from './mutex';
+import { Session } from './session';
+
+export interface EtcdCoordinatorSettings {
+  options: EtcdCoordinatorOptions;
+  name: string;
+  nodeId: string;
+  leaseTtlMs: number;
+  safetyMarginMs: number;
+  rpcTimeoutMs: number;
+  info: Omit<DatabaseInfo, 'node' | 'leaseTtlMs'>;
+}
+
+export class EtcdCoordinator implements Coordinator {
+  readonly kind = 'etcd' as const;
+  readonly keys: Keys;
+  private readonly client: Etcd3;
+
+  constructor(private readonly s: EtcdCoordinatorSettings) {
+    this.keys = new Keys(s.options.prefix ?? '/sqlite-ha', s.name);
+    this.client = createEtcdClient(s.options, s.rpcTimeoutMs);
+  }
+
+  async acquire(opts: AcquireOptions): Promise<Lease> {
+    const startedAt = Date.now();
+    const deadline = startedAt + opts.timeoutMs;
+    let session: Session | null = null;
+    try {
+      session = await retryUntil(deadline, () =>
+        Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs),
+      );
+      const sess = session;
+      const queued = await retryUntil(deadline, () =>
+        enqueue(this.client, this.keys, sess.leaseId, {
+          node: this.s.nodeId, pid: process.pid, ttlMs: sess.ttlMs, queuedAt: Date.now(),
+        }),
+      );
+      const held = await waitTurn(this.client, this.keys, queued, deadline);
+      const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId);
+      await lease.watchQueue();
+      void this.recordAcquisition(held.revision, Date.now() - startedAt);
+      return lease;
+    } catch (err) {
+      // Never leak a waiter key: revoking the session deletes it.
+      await session?.revoke().catch(() => undefined);
+      if (err instanceof AcquireTimeoutError) {
+        throw new AcquireTimeoutError(opts.timeoutMs, err.holder);
+      }
+      throw err;
+    }
+  }
+
+  async readCommit(): Promise<CommitRecord | null> {
+    const res = await etcdCall('commit read', () => this.client.kv.range({ key: Buffer.from(this.keys.commit) }));
+    return parseJson<CommitRecord>(res.kvs[0]?.value);
+  }
+
+  currentHolder(): Promise<string | null> {
+    return ownerNode(this.client, this.keys);
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+
+  /** Writes info and a hand-over record for the CLI; best effort, off the write path. */
+  private async recordAcquisition(fence: number, waitedMs: number): Promise<void> {
+    try {
+      const now = Date.now();
+      const info: DatabaseInfo = { ...this.s.info, node: this.s.nodeId, leaseTtlMs: this.s.leaseTtlMs };
+      const [last, released] = await Promise.all([
+        this.client.kv.range({
+          key: Buffer.from(this.keys.historyPrefix), range_end: prefixEnd(this.keys.historyPrefix),
+          sort_order: 'Descend', sort_target: 'Key', limit: 1,
+        }),
+        this.client.kv.range({ key: Buffer.from(`${this.keys.root}/released`) }),
+      ]);
+      const prev = parseJson<HandoverRecord>(last.kvs[0]?.value);
+      const marker = parseJson<{ fence: number; time: number }>(released.kvs[0]?.value);
+      const clean = prev !== null && marker !== null && marker.fence === prev.fence;
+      const record: HandoverRecord = {
+        fence,
+        node: this.s.nodeId,
+        previousNode: prev?.node ?? null,
+        cause: prev === null ? 'first' : clean ? 'released' : 'expired',
+        waitedMs,
+        handoverMs: clean ? Math.max(0, now - marker!.time) : null,
+        time: now,
+      };
+      await this.client.kv.txn({
+        compare: [],
+        success: [
+          { request_put: { key: Buffer.from(this.keys.info), value: Buffer.from(JSON.stringify(info)) } },
+          { request_put: { key: Buffer.from(this.keys.historyKey(fence)), value: Buffer.from(JSON.stringify(record)) } },
+        ],
+        failure: [],
+      });
+      if (fence % 25 === 0) await this.pruneHistory();
+    } catch {
+      /* bookkeeping only */
+    }
+  }
+
+  private async pruneHistory(): Promise<void> {
+    const res = await this.client.kv.range({
+      key: Buffer.from(this.keys.historyPrefix), range_end: prefixEnd(this.keys.historyPrefix),
+      sort_order: 'Descend', sort_target: 'Key', keys_only: true, limit: HISTORY_KEEP + 1,
+    });
+    if (res.kvs.length <= HISTORY_KEEP) return;
+    const oldestKept = res.kvs[HISTORY_KEEP - 1].key;
+    await this.client.kv.deleteRange({ key: Buffer.from(this.keys.historyPrefix), range_end: oldestKept });
+  }
+}
+
+/** Retries a coordinator call that failed as unavailable until the deadline. */
+async function retryUntil<T>(deadline: number, fn: () => Promise<T>): Promise<T> {
+  let delayMs = 50;
+  for (;;) {
+    try {
+      return await beforeDeadline(fn(), deadline);
+    } catch (err) {
+      if (!(err instanceof CoordinatorUnavailableError) || Date.now() + delayMs >= deadline) {
+        if (err instanceof SqliteHaError) throw err;
+        throw new CoordinatorUnavailableError(String(err), { cause: err });
+      }
+      await new Promise((r) => setTimeout(r, delayMs));
+      delayMs = Math.min(500, delayMs * 2);
+    }
+  }
+}
+
+/** Rejects as unavailable at the deadline even if a call's own RPC deadline is later. */
+function beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(
+      () => reject(new CoordinatorUnavailableError('etcd did not answer before acquireTimeoutMs')),
+      Math.max(0, deadline - Date.now()),
+    );
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}

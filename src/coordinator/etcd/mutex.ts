@@ -1,0 +1,124 @@
+/**
+ * etcd's concurrency Mutex recipe (client/v3/concurrency/mutex.go), so `etcdctl lock` and Go
+ * services share the queue: one transaction puts our waiter key if absent and reads the owner (the
+ * lowest create revision under the prefix); then we wait for every key created before ours to be
+ * deleted, watching only the newest of them each time.
+ */
+import type { Etcd3 } from 'etcd3';
+import { AcquireTimeoutError, LeaseLostError } from '../../errors';
+import { etcdCall } from './client';
+import { CommitRecord, Keys, parseJson, prefixEnd, LockRecord } from './keys';
+
+export interface Queued {
+  /** Create revision of our waiter key: the fence token once we hold the lock. */
+  revision: number;
+  key: string;
+}
+
+export interface Held extends Queued {
+  /** Commit record read after we became owner. */
+  commit: CommitRecord | null;
+  /** Cluster revision at which ownership was confirmed. */
+  confirmedAt: number;
+}
+
+/** Puts our waiter key (attached to leaseId) unless present; returns its create revision. */
+export async function enqueue(client: Etcd3, keys: Keys, leaseId: string, record: LockRecord): Promise<Queued> {
+  const key = keys.lockKey(leaseId);
+  const k = Buffer.from(key);
+  const res = await etcdCall('lock enqueue', () =>
+    client.kv.txn({
+      compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key: k, value: Buffer.from(JSON.stringify(record)), lease: leaseId } }],
+      failure: [{ request_range: { key: k } }],
+    }),
+  );
+  const revision = res.succeeded
+    ? Number(res.header.revision)
+    : Number(res.responses[0].response_range.kvs[0].create_revision);
+  return { revision, key };
+}
+
+/**
+ * Waits until every waiter key created before ours is gone, then confirms ours still exists.
+ * Gives up at deadline with AcquireTimeoutError naming the current owner.
+ */
+export async function waitTurn(client: Etcd3, keys: Keys, q: Queued, deadline: number): Promise<Held> {
+  const lockPrefix = Buffer.from(keys.lockPrefix);
+  const end = prefixEnd(keys.lockPrefix);
+  for (;;) {
+    const res = await etcdCall('lock wait', () =>
+      client.kv.range({
+        key: lockPrefix,
+        range_end: end,
+        max_create_revision: q.revision - 1,
+        sort_order: 'Descend',
+        sort_target: 'Create',
+        limit: 1,
+      }),
+    );
+    const ahead = res.kvs[0];
+    if (!ahead) break;
+    const gone = await waitDelete(client, ahead.key, Number(res.header.revision) + 1, deadline);
+    if (!gone) throw new AcquireTimeoutError(0, await ownerNode(client, keys));
+  }
+  const confirm = await etcdCall('lock confirm', () =>
+    client.kv.txn({
+      compare: [{ key: Buffer.from(q.key), target: 'Create', result: 'Equal', create_revision: q.revision }],
+      success: [{ request_range: { key: Buffer.from(keys.commit) } }],
+      failure: [],
+    }),
+  );
+  if (!confirm.succeeded) throw new LeaseLostError('our etcd lease expired while queued for the lock');
+  const commitKv = confirm.responses[0].response_range.kvs[0];
+  return {
+    ...q,
+    commit: parseJson<CommitRecord>(commitKv?.value),
+    confirmedAt: Number(confirm.header.revision),
+  };
+}
+
+/** Resolves true when `key` is deleted (watching from `fromRevision`), false at deadline. */
+function waitDelete(client: Etcd3, key: Buffer, fromRevision: number, deadline: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let watcher: { cancel(): Promise<void> } | null = null;
+    const finish = (v: boolean | Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      void watcher?.cancel().catch(() => undefined);
+      if (v instanceof Error) reject(v);
+      else resolve(v);
+    };
+    const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
+    client
+      .watch()
+      .key(key)
+      .startRevision(String(fromRevision))
+      .create()
+      .then((w) => {
+        watcher = w;
+        if (done) void w.cancel().catch(() => undefined);
+        w.on('delete', () => finish(true));
+        w.on('error', (err) => finish(err));
+      })
+      .catch((err) => finish(err));
+  });
+}
+
+/** Node of the current owner: its LockRecord's node, or '(foreign)' for etcdctl/Go holders. */
+export async function ownerNode(client: Etcd3, keys: Keys): Promise<string | null> {
+  const res = await etcdCall('lock owner', () =>
+    client.kv.range({
+      key: Buffer.from(keys.lockPrefix),
+      range_end: prefixEnd(keys.lockPrefix),
+      sort_order: 'Ascend',
+      sort_target: 'Create',
+      limit: 1,
+    }),
+  );
+  const kv = res.kvs[0];
+  if (!kv) return null;
+  return parseJson<LockRecord>(kv.value)?.node ?? `(foreign ${kv.key.toString()})`;
+}

@@ -1,0 +1,138 @@
+/**
+ * The embedded coordinator for one host (HAZARDS H7): proper-lockfile's mkdir lock beside the
+ * database, and a fence counter file under that lock so tokens strictly increase even when a
+ * holder never wrote. Safety rests on SQLite's own file locks plus the in-database fence; the lock
+ * directory only serializes well-behaved writers. No commit record: on one host the file lock is
+ * the cache coherency point, so a local read transaction is already fresh.
+ */
+import { EventEmitter } from 'events';
+import * as fs from 'fs';
+import * as lockfile from 'proper-lockfile';
+import { AcquireTimeoutError, CoordinatorUnavailableError, LeaseLostError } from '../../errors';
+import type { AcquireOptions, Coordinator, Lease } from '../types';
+import type { CommitRecord } from '../etcd/keys';
+
+const POLL_MS = 25;
+
+export class LockfileCoordinator implements Coordinator {
+  readonly kind = 'lockfile' as const;
+  readonly lockPath: string;
+  readonly fencePath: string;
+
+  constructor(private readonly dbPath: string, private readonly staleMs: number, private readonly nodeId: string) {
+    this.lockPath = `${dbPath}.sqlite-ha.lock`;
+    this.fencePath = `${dbPath}.sqlite-ha.fence`;
+  }
+
+  async acquire(opts: AcquireOptions): Promise<Lease> {
+    const deadline = Date.now() + opts.timeoutMs;
+    for (;;) {
+      let lease: LockfileLease | null = null;
+      try {
+        const unlock = await lockfile.lock(this.dbPath, {
+          stale: this.staleMs,
+          realpath: false,
+          lockfilePath: this.lockPath,
+          onCompromised: (err) => lease?.compromised(err),
+        });
+        const fence = this.nextFence();
+        lease = new LockfileLease(fence, unlock, this.staleMs);
+        fs.writeFileSync(`${this.lockPath}/holder`, this.nodeId);
+        return lease;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') {
+          throw new CoordinatorUnavailableError(`lock directory ${this.lockPath}: ${(err as Error).message}`, { cause: err });
+        }
+      }
+      if (Date.now() + POLL_MS > deadline) throw new AcquireTimeoutError(opts.timeoutMs, await this.currentHolder());
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /** Reads, increments and durably writes the fence counter; only called under the lock. */
+  private nextFence(): number {
+    let last = 0;
+    try {
+      last = Number(fs.readFileSync(this.fencePath, 'utf8').trim()) || 0;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const next = last + 1;
+    const tmp = `${this.fencePath}.tmp`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, `${next}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.fencePath);
+    return next;
+  }
+
+  async readCommit(): Promise<CommitRecord | null> {
+    return null;
+  }
+
+  async currentHolder(): Promise<string | null> {
+    try {
+      return fs.readFileSync(`${this.lockPath}/holder`, 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  async close(): Promise<void> {
+    /* nothing held outside leases */
+  }
+}
+
+class LockfileLease extends EventEmitter implements Lease {
+  readonly commitAtAcquire = null;
+  readonly hasWaiters = false;
+  private ended = false;
+
+  constructor(readonly fence: number, private readonly unlock: () => Promise<void>, private readonly staleMs: number) {
+    super();
+  }
+
+  // proper-lockfile refreshes the lock itself and reports loss through onCompromised; the file
+  // locks and the fence carry safety, so there is no clock-based commit deadline here.
+  get commitDeadline(): number {
+    return this.ended ? 0 : Number.MAX_SAFE_INTEGER;
+  }
+  get expiresAt(): number {
+    return this.ended ? 0 : Date.now() + this.staleMs;
+  }
+  get valid(): boolean {
+    return !this.ended;
+  }
+
+  async publishCommit(): Promise<boolean> {
+    return !this.ended;
+  }
+
+  reportEvent(): void {
+    /* no shared event channel without etcd */
+  }
+
+  compromised(err: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.emit('lost', new LeaseLostError(`lock directory compromised: ${err.message}`));
+  }
+
+  async release(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.unlock().catch(() => undefined);
+    this.emit('released');
+  }
+
+  async abandon(reason: Error): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.emit('lost', reason);
+    await this.unlock().catch(() => undefined);
+  }
+}

@@ -1,0 +1,496 @@
+/**
+ * HADatabase: the handle open() returns. Reads like better-sqlite3 on a local connection; writes
+ * only through the lease: open → coordinator → lease → fenced transaction → commit record.
+ *
+ * Connections: `ro` (read-only) always; `rw` only while this node holds the lease (HAZARDS H2).
+ * `generation` bumps whenever the current connection changes, so statements re-prepare.
+ */
+import type Database from 'better-sqlite3';
+import { EventEmitter } from 'events';
+import type { Coordinator, Lease } from './coordinator/types';
+import {
+  ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError, NotLeaseHolderError,
+  StaleViewError, UnsafeStorageError,
+} from './errors';
+import type { ResolvedOptions } from './options';
+import { HAStatement, StatementHost } from './statement';
+import { assertSafeSql, openReadOnly, openReadWrite, PINNED_PRAGMAS } from './storage/connection';
+import { readMeta } from './storage/meta';
+import { CommitPublisher } from './txn/commit-publisher';
+import { BeginMode, FencedTransactions } from './txn/fenced';
+
+export type Consistency = 'local' | 'linearizable';
+export type LocksInUse = 'trusted' | 'none';
+
+/** Live view of this node's lease; emits `acquired`, `released`, `lost`. */
+export class LeaseStatus extends EventEmitter {
+  /** @internal */ current: Lease | null = null;
+  /** @internal */ lastHolder: string | null = null;
+  constructor(private readonly nodeId: string) {
+    super();
+  }
+  get held(): boolean {
+    return this.current?.valid ?? false;
+  }
+  get fence(): number | null {
+    return this.held ? this.current!.fence : null;
+  }
+  get expiresInMs(): number | null {
+    return this.held ? Math.max(0, this.current!.expiresAt - Date.now()) : null;
+  }
+  get holder(): string | null {
+    return this.held ? this.nodeId : this.lastHolder;
+  }
+  toJSON() {
+    return { held: this.held, fence: this.fence, expiresInMs: this.expiresInMs, holder: this.holder };
+  }
+}
+
+interface Registration {
+  apply(conn: Database.Database): void;
+}
+
+interface Holding {
+  lease: Lease;
+  rw: Database.Database;
+  fenced: FencedTransactions;
+  publisher: CommitPublisher;
+  /** True between a user's BEGIN and COMMIT issued through exec()/statements. */
+  manualTxn: boolean;
+}
+
+export class HADatabase implements StatementHost {
+  readonly lease: LeaseStatus;
+  /** Whether SQLite's file locks are trusted across hosts on this mount. */
+  readonly locks: LocksInUse;
+  generation = 0;
+
+  private ro: Database.Database;
+  private holding: Holding | null = null;
+  private acquiring: Promise<void> | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private releasing: Promise<void> | null = null;
+  private closed = false;
+  private readonly registrations: Registration[] = [];
+
+  /** @internal use open() */
+  constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly coordinator: Coordinator,
+    locks: LocksInUse,
+  ) {
+    this.locks = locks;
+    this.lease = new LeaseStatus(opts.nodeId);
+    this.ro = openReadOnly(opts);
+  }
+
+  // ---- the lease ---------------------------------------------------------------------------
+
+  /** Waits for the write lease (a no-op while held). */
+  acquire(): Promise<void> {
+    this.assertOpen();
+    if (this.holding?.lease.valid) return Promise.resolve();
+    this.acquiring ??= this.doAcquire().finally(() => (this.acquiring = null));
+    return this.acquiring;
+  }
+
+  private async doAcquire(): Promise<void> {
+    if (this.releasing) await this.releasing;
+    const lease = await this.coordinator.acquire({ timeoutMs: this.opts.acquireTimeoutMs });
+    let rw: Database.Database | null = null;
+    try {
+      if (this.closed) throw new ClosedError();
+      const published = lease.commitAtAcquire?.txid ?? 0;
+      const deadline = Date.now() + this.opts.acquireTimeoutMs;
+      let fenced: FencedTransactions;
+      // H4: write only on top of a view that includes every published commit; reopen if stale.
+      for (;;) {
+        rw = openReadWrite(this.opts);
+        for (const r of this.registrations) r.apply(rw);
+        fenced = new FencedTransactions(rw, lease, {
+          onFenced: (err) => this.dropLease(err),
+          onOutcomeUnknown: (err) => this.dropLease(err),
+        });
+        if (fenced.lastTxid >= published) break;
+        rw.close();
+        rw = null;
+        if (Date.now() > deadline) throw new StaleViewError(fenced.lastTxid, published, this.opts.acquireTimeoutMs);
+        await sleep(50);
+      }
+      this.holding = {
+        lease, rw, fenced, manualTxn: false,
+        publisher: new CommitPublisher(lease, this.opts.nodeId, Math.max(published, fenced.lastTxid)),
+      };
+      this.generation++;
+      this.lease.current = lease;
+      this.lease.lastHolder = this.opts.nodeId;
+      lease.once('lost', (reason: Error) => this.onLost(lease, reason));
+      lease.on('waiter', () => this.maybeHandOver());
+      this.lease.emit('acquired', { fence: lease.fence });
+      this.scheduleIdleRelease();
+    } catch (err) {
+      rw?.close();
+      await lease.release().catch(() => undefined);
+      if (err instanceof FencedError) lease.reportEvent('fenced-write-refused', err.message);
+      throw err;
+    }
+  }
+
+  /** Releases the lease (revoking it, so a waiting node proceeds at once). */
+  async release(): Promise<void> {
+    if (this.acquiring) await this.acquiring.catch(() => undefined);
+    const h = this.holding;
+    if (!h) return;
+    if (this.releasing) return this.releasing;
+    this.releasing = (async () => {
+      await h.publisher.flush();
+      if (this.holding === h) this.detach(h);
+      await h.lease.release();
+      this.lease.emit('released', { fence: h.lease.fence });
+    })().finally(() => (this.releasing = null));
+    return this.releasing;
+  }
+
+  /** Closes the read-write connection before anything else can hold the lease. */
+  private detach(h: Holding): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.holding = null;
+    this.lease.current = null;
+    h.fenced.rollback();
+    h.rw.close();
+    this.generation++;
+  }
+
+  private onLost(lease: Lease, reason: Error): void {
+    const h = this.holding;
+    if (!h || h.lease !== lease) return;
+    this.detach(h);
+    lease.reportEvent('lease-lost', reason.message);
+    this.lease.emit('lost', reason);
+  }
+
+  private dropLease(reason: FencedError | CommitOutcomeUnknownError): void {
+    const h = this.holding;
+    if (!h) return;
+    h.lease.reportEvent(reason instanceof FencedError ? 'fenced-write-refused' : 'commit-outcome-unknown', reason.message);
+    // Detach after the current synchronous call unwinds (it still owns the connection).
+    setImmediate(() => {
+      if (this.holding !== h) return;
+      this.detach(h);
+      void h.lease.abandon(reason);
+      this.lease.emit('lost', reason);
+    });
+  }
+
+  /** Sticky lease: keep it while writing; let go when idle or as soon as another node waits. */
+  private scheduleIdleRelease(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => void this.release().catch(() => undefined), this.opts.idleReleaseMs);
+    this.idleTimer.unref();
+  }
+
+  private maybeHandOver(): void {
+    // Writes already resumed in this tick run first (setImmediate comes after microtasks).
+    setImmediate(() => {
+      const h = this.holding;
+      if (h && h.lease.hasWaiters && !h.manualTxn && !h.rw.inTransaction) void this.release().catch(() => undefined);
+    });
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  /**
+   * Runs the synchronous fn(conn) in one fenced BEGIN IMMEDIATE transaction, commits, publishes
+   * the commit record, and resolves with fn's result.
+   */
+  async write<T>(fn: (conn: Database.Database) => T): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('db.write(fn) expects a synchronous function');
+    this.assertOpen();
+    if (!this.holding?.lease.valid) await this.acquire();
+    const h = this.holding;
+    if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
+    const { result, txid } = h.fenced.run(() => fn(h.rw));
+    this.afterCommit(h);
+    await h.publisher.publish(txid);
+    return result;
+  }
+
+  private afterCommit(h: Holding): void {
+    this.scheduleIdleRelease();
+    if (h.lease.hasWaiters) this.maybeHandOver();
+  }
+
+  /** StatementHost: the synchronous write path of the better-sqlite3 surface. */
+  runWrite<T>(what: string, fn: () => T): T {
+    this.assertOpen();
+    const h = this.holding;
+    if (!h?.lease.valid) throw new NotLeaseHolderError(what);
+    if (h.rw.inTransaction) return fn(); // inside a fenced transaction already
+    const { result, txid } = h.fenced.run(fn);
+    this.afterCommit(h);
+    void h.publisher.publish(txid);
+    return result;
+  }
+
+  /** StatementHost: reads; a hidden write on the read-only connection means "not the holder". */
+  runRead<T>(fn: () => T): T {
+    this.assertOpen();
+    try {
+      return fn();
+    } catch (err) {
+      if (!this.holding && isReadonlyError(err)) throw new NotLeaseHolderError('this statement');
+      throw err;
+    }
+  }
+
+  /** BEGIN/COMMIT/ROLLBACK issued as SQL by code written for plain better-sqlite3. */
+  transactionControl(sql: string): Database.RunResult | null {
+    const m = /^\s*(BEGIN|COMMIT|END|ROLLBACK)(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$/i.exec(sql);
+    if (!m) return null;
+    const h = this.holding;
+    if (!h) {
+      this.ro.exec(sql); // read transactions work without the lease
+      return { changes: 0, lastInsertRowid: 0 };
+    }
+    const verb = m[1].toUpperCase();
+    if (verb === 'BEGIN') {
+      h.fenced.begin(m[3]?.toUpperCase() === 'EXCLUSIVE' ? 'EXCLUSIVE' : 'IMMEDIATE');
+      h.manualTxn = true;
+    } else if (verb === 'ROLLBACK') {
+      h.manualTxn = false;
+      h.fenced.rollback();
+    } else {
+      h.manualTxn = false;
+      const txid = h.fenced.commit();
+      this.afterCommit(h);
+      void h.publisher.publish(txid);
+    }
+    return { changes: 0, lastInsertRowid: 0 };
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  /**
+   * Runs the synchronous fn(conn) in one read transaction. `linearizable` first makes the local
+   * view include every commit published before the call (reopening a stale connection).
+   */
+  async read<T>(fn: (conn: Database.Database) => T, options: { consistency?: Consistency } = {}): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('db.read(fn) expects a synchronous function');
+    const consistency = options.consistency ?? 'local';
+    if (consistency !== 'local' && consistency !== 'linearizable') {
+      throw new TypeError(`db.read: consistency must be 'local' or 'linearizable', got ${JSON.stringify(consistency)}`);
+    }
+    this.assertOpen();
+    if (consistency === 'local') return this.readOnce(fn, 0).result;
+    const record = await this.coordinator.readCommit();
+    const want = record?.txid ?? 0;
+    const deadline = Date.now() + this.opts.acquireTimeoutMs;
+    for (;;) {
+      this.assertOpen();
+      const r = this.readOnce(fn, want);
+      if (r.fresh) return r.result as T;
+      if (Date.now() > deadline) throw new StaleViewError(r.txid, want, this.opts.acquireTimeoutMs);
+      this.reopenReadOnly();
+      await sleep(20);
+    }
+  }
+
+  /** One read transaction; fn runs only if the view's txid reaches `want`. */
+  private readOnce<T>(fn: (conn: Database.Database) => T, want: number): { fresh: boolean; txid: number; result: T } {
+    const conn = this.currentConnection();
+    const own = conn.inTransaction;
+    if (!own) conn.exec('BEGIN');
+    try {
+      const txid = want > 0 ? readMeta(conn).txid : 0;
+      if (txid < want) return { fresh: false, txid, result: undefined as T };
+      const result = this.runRead(() => fn(conn));
+      if (result && typeof (result as { then?: unknown }).then === 'function') {
+        throw new TypeError('the read function returned a promise: it must be synchronous');
+      }
+      return { fresh: true, txid, result };
+    } finally {
+      if (!own && conn.inTransaction) conn.exec('COMMIT');
+    }
+  }
+
+  /** Close-to-open revalidation (H4): a new connection sees what the file holds now. */
+  private reopenReadOnly(): void {
+    const fresh = openReadOnly(this.opts);
+    for (const r of this.registrations) r.apply(fresh);
+    this.ro.close();
+    this.ro = fresh;
+    this.generation++;
+  }
+
+  currentConnection(): Database.Database {
+    const h = this.holding;
+    return h && h.lease.valid ? h.rw : this.ro;
+  }
+
+  // ---- the better-sqlite3 surface ----------------------------------------------------------
+
+  prepare(sql: string): HAStatement {
+    this.assertOpen();
+    return new HAStatement(this, sql, this);
+  }
+
+  exec(sql: string): this {
+    this.assertOpen();
+    assertSafeSql(sql);
+    if (this.transactionControl(sql)) return this;
+    const h = this.holding;
+    if (h?.lease.valid) this.runWrite('exec()', () => h.rw.exec(sql));
+    else this.runRead(() => this.ro.exec(sql));
+    return this;
+  }
+
+  transaction<F extends (...args: any[]) => any>(fn: F): Database.Transaction<F> {
+    if (typeof fn !== 'function') throw new TypeError('Expected first argument to be a function');
+    const self = this;
+    const make = (mode: BeginMode | 'DEFERRED') =>
+      function (this: unknown, ...args: unknown[]) {
+        self.assertOpen();
+        const h = self.holding;
+        if (h?.lease.valid) {
+          // Nested: better-sqlite3's own savepoint logic on the fenced connection.
+          if (h.rw.inTransaction) return (h.rw.transaction(fn) as any).apply(this, args);
+          const { result, txid } = h.fenced.run(() => fn.apply(this, args), mode === 'EXCLUSIVE' ? 'EXCLUSIVE' : 'IMMEDIATE');
+          self.afterCommit(h);
+          void h.publisher.publish(txid);
+          return result;
+        }
+        const t = self.ro.transaction(fn);
+        const variant = mode === 'EXCLUSIVE' ? t.exclusive : mode === 'IMMEDIATE' ? t.immediate : t.deferred;
+        return self.runRead(() => (variant as any).apply(this, args));
+      };
+    const tx = make('DEFERRED') as unknown as Database.Transaction<F>;
+    const props = {
+      default: { value: tx },
+      deferred: { value: make('DEFERRED') },
+      immediate: { value: make('IMMEDIATE') },
+      exclusive: { value: make('EXCLUSIVE') },
+      database: { value: this },
+    };
+    Object.defineProperties(tx, props);
+    for (const k of ['deferred', 'immediate', 'exclusive'] as const) Object.defineProperties(tx[k], props);
+    return tx;
+  }
+
+  pragma(source: string, options?: Database.PragmaOptions): unknown {
+    if (typeof source !== 'string') throw new TypeError('Expected first argument to be a string');
+    this.assertOpen();
+    const m = /^\s*(?:\w+\.)?(\w+)\s*(=|\()?/.exec(source);
+    const name = m?.[1].toLowerCase() ?? '';
+    const assigns = Boolean(m?.[2]);
+    if (assigns && (PINNED_PRAGMAS as readonly string[]).includes(name)) {
+      throw new UnsafeStorageError(
+        `PRAGMA ${name} is pinned by sqlite-ha (rollback journal, synchronous=FULL, locking_mode=NORMAL; ` +
+          'HAZARDS H1); set journalMode in open() options instead',
+      );
+    }
+    const h = this.holding;
+    if (assigns && h?.lease.valid && !h.rw.inTransaction && !CONNECTION_PRAGMAS.has(name)) {
+      return this.runWrite('pragma()', () => h.rw.pragma(source, options));
+    }
+    if (CONNECTION_PRAGMAS.has(name) && assigns) {
+      // Per-connection settings must follow the handle onto every connection it opens.
+      this.register((c) => c.pragma(source, options));
+    }
+    return this.runRead(() => this.currentConnection().pragma(source, options));
+  }
+
+  function(name: string, a: any, b?: any): this {
+    return this.register((c) => (b === undefined ? c.function(name, a) : c.function(name, a, b)));
+  }
+  aggregate(name: string, options: Database.AggregateOptions): this {
+    return this.register((c) => c.aggregate(name, options));
+  }
+  table(name: string, factory: any): this {
+    return this.register((c) => c.table(name, factory));
+  }
+  loadExtension(path: string, entryPoint?: string): this {
+    return this.register((c) => (c as any).loadExtension(path, entryPoint));
+  }
+  defaultSafeIntegers(toggle?: boolean): this {
+    return this.register((c) => c.defaultSafeIntegers(toggle));
+  }
+  unsafeMode(toggle?: boolean): this {
+    return this.register((c) => c.unsafeMode(toggle));
+  }
+
+  /** Applies a per-connection setting now and to every connection opened later. */
+  private register(apply: (c: Database.Database) => unknown): this {
+    this.assertOpen();
+    apply(this.ro);
+    if (this.holding) apply(this.holding.rw);
+    this.registrations.push({ apply: (c) => void apply(c) });
+    return this;
+  }
+
+  backup(destination: string, options?: Database.BackupOptions): Promise<Database.BackupMetadata> {
+    this.assertOpen();
+    return this.currentConnection().backup(destination, options);
+  }
+
+  serialize(options?: Database.SerializeOptions): Buffer {
+    this.assertOpen();
+    return this.currentConnection().serialize(options);
+  }
+
+  get inTransaction(): boolean {
+    return !this.closed && this.currentConnection().inTransaction;
+  }
+  get open(): boolean {
+    return !this.closed;
+  }
+  get name(): string {
+    return this.opts.path;
+  }
+  get memory(): boolean {
+    return false;
+  }
+  /** True while this node cannot write (it does not hold the lease). */
+  get readonly(): boolean {
+    return !this.lease.held;
+  }
+
+  on(event: 'acquired' | 'released' | 'lost', listener: (...args: any[]) => void): this {
+    this.lease.on(event, listener);
+    return this;
+  }
+
+  /** Finishes pending publishes, releases the lease (waiters proceed at once), closes connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.release();
+    } finally {
+      this.closed = true;
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      if (this.holding) this.detach(this.holding);
+      this.ro.close();
+      await this.coordinator.close();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+}
+
+/** Pragmas that set per-connection state rather than write to the file. */
+const CONNECTION_PRAGMAS = new Set([
+  'busy_timeout', 'cache_size', 'foreign_keys', 'recursive_triggers', 'case_sensitive_like',
+  'cell_size_check', 'defer_foreign_keys', 'ignore_check_constraints', 'query_only', 'reverse_unordered_selects',
+  'temp_store', 'trusted_schema', 'mmap_size', 'analysis_limit', 'automatic_index', 'cache_spill', 'threads',
+]);
+
+function isReadonlyError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('SQLITE_READONLY');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

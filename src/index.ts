@@ -1,0 +1,14 @@
+/** sqlite-ha: one SQLite file on shared storage, fenced etcd write leases, better-sqlite3 reads. */
+export { open } from './open';
+export { HADatabase, LeaseStatus } from './database';
+export type { Consistency, LocksInUse } from './database';
+export type { HAStatement } from './statement';
+export type {
+  OpenOptions, CoordinatorOptions, EtcdCoordinatorOptions, LockfileCoordinatorOptions, JournalMode, LocksMode,
+} from './options';
+export {
+  SqliteHaError, InvalidOptionError, FencedError, LeaseLostError, NotLeaseHolderError,
+  CoordinatorUnavailableError, AcquireTimeoutError, UnsafeStorageError, CommitOutcomeUnknownError,
+  StaleViewError, ClosedError,
+} from './errors';
+export type { CommitRecord, LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';

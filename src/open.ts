@@ -1,0 +1,51 @@
+/**
+ * open(): validate options once, check the storage (file format, mount), build the coordinator,
+ * and return the handle. Nothing is acquired yet: the lease is taken on the first write.
+ */
+import { EtcdCoordinator } from './coordinator/etcd/coordinator';
+import { LockfileCoordinator } from './coordinator/lockfile/coordinator';
+import type { Coordinator } from './coordinator/types';
+import { HADatabase, LocksInUse } from './database';
+import { UnsafeStorageError } from './errors';
+import { OpenOptions, resolveOptions, ResolvedOptions } from './options';
+import { prepareFile } from './storage/connection';
+import { lockVerdictFor } from './storage/mounts';
+
+export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
+  const opts = resolveOptions(path, options);
+  const locks = decideLocks(opts);
+  prepareFile(opts.path);
+  const coordinator = makeCoordinator(opts, locks);
+  try {
+    return new HADatabase(opts, coordinator, locks);
+  } catch (err) {
+    await coordinator.close();
+    throw err;
+  }
+}
+
+function decideLocks(opts: ResolvedOptions): LocksInUse {
+  if (opts.locks === 'trusted') return 'trusted';
+  const verdict = lockVerdictFor(opts.path);
+  if (!verdict.trusted) {
+    throw new UnsafeStorageError(
+      `refusing ${opts.path}: ${verdict.reason}. Without cross-host locks a peer can roll back the ` +
+        `writer's journal and readers can tear (HAZARDS H2, H3). ${verdict.advice ?? ''}`.trim(),
+    );
+  }
+  return 'trusted';
+}
+
+function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator {
+  const c = opts.coordinator;
+  if (c.kind === 'lockfile') return new LockfileCoordinator(opts.path, c.staleMs ?? 10000, opts.nodeId);
+  return new EtcdCoordinator({
+    options: c,
+    name: opts.name,
+    nodeId: opts.nodeId,
+    leaseTtlMs: opts.leaseTtlMs,
+    safetyMarginMs: opts.safetyMarginMs,
+    rpcTimeoutMs: opts.rpcTimeoutMs,
+    info: { path: opts.path, locks, journalMode: opts.journalMode },
+  });
+}

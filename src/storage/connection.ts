@@ -1,0 +1,77 @@
+/**
+ * Opens better-sqlite3 connections the way the storage rules demand (HAZARDS H1, H2): rollback
+ * journal, synchronous=FULL, locking_mode=NORMAL on every connection; read-only unless this node
+ * holds the write lease; a file already in WAL format is refused.
+ */
+import Database from 'better-sqlite3';
+import * as fs from 'fs';
+import { UnsafeStorageError } from '../errors';
+import type { JournalMode } from '../options';
+
+export interface ConnectionSettings {
+  path: string;
+  journalMode: JournalMode;
+  busyTimeoutMs: number;
+}
+
+/** Pragmas that would break the storage rules if a user changed them. */
+export const PINNED_PRAGMAS = ['journal_mode', 'locking_mode', 'synchronous'] as const;
+
+/** Creates the file if missing (a zero-byte file is a valid empty database) and checks its format. */
+export function prepareFile(file: string): void {
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
+  try {
+    const header = Buffer.alloc(100);
+    const n = fs.readSync(fd, header, 0, 100, 0);
+    if (n >= 20 && (header[18] === 2 || header[19] === 2)) {
+      throw new UnsafeStorageError(
+        `${file} is in WAL format, which cannot work across hosts (HAZARDS H1). Convert it first on ` +
+          "one host with no other users: sqlite3 <file> 'PRAGMA journal_mode=TRUNCATE'",
+      );
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function openReadOnly(s: ConnectionSettings): Database.Database {
+  const db = new Database(s.path, { readonly: true, fileMustExist: true });
+  db.pragma(`busy_timeout = ${s.busyTimeoutMs}`);
+  // A read-only handle never rolls a journal back (it gets SQLITE_READONLY_ROLLBACK instead), H2.
+  db.pragma('locking_mode = NORMAL');
+  return db;
+}
+
+/** Only the lease holder calls this; opening read-write is what lets SQLite recover a hot journal (H8). */
+export function openReadWrite(s: ConnectionSettings): Database.Database {
+  const db = new Database(s.path, { fileMustExist: true });
+  try {
+    db.pragma(`busy_timeout = ${s.busyTimeoutMs}`);
+    db.pragma('locking_mode = NORMAL');
+    db.pragma('synchronous = FULL');
+    const mode = String(db.pragma(`journal_mode = ${s.journalMode}`, { simple: true })).toUpperCase();
+    if (mode !== s.journalMode) {
+      throw new UnsafeStorageError(`could not set journal_mode=${s.journalMode} on ${s.path} (got ${mode})`);
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+const PINNED_RE = new RegExp(
+  String.raw`\bPRAGMA\s+(?:["\x60\[]?\w+["\x60\]]?\s*\.\s*)?["\x60\[]?(${PINNED_PRAGMAS.join('|')})["\x60\]]?\s*(=|\()`,
+  'i',
+);
+
+/** Throws UnsafeStorageError if SQL would set a pinned pragma (reading them is fine). */
+export function assertSafeSql(sql: string): void {
+  const m = PINNED_RE.exec(sql);
+  if (m) {
+    throw new UnsafeStorageError(
+      `PRAGMA ${m[1].toLowerCase()} is pinned by sqlite-ha (rollback journal, synchronous=FULL, ` +
+        'locking_mode=NORMAL; HAZARDS H1); set journalMode in open() options instead',
+    );
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The in-database fence (HAZARDS H5): one meta row holding the highest fence token that ever wrote
+ * and a transaction counter `txid` that every fenced write bumps. Nodes compare `txid` with the
+ * commit record in etcd to prove their view is fresh (H4).
+ */
+import type Database from 'better-sqlite3';
+
+export const META_TABLE = '_sqlite_ha_meta';
+
+export interface Meta {
+  fence: number;
+  txid: number;
+}
+
+/** Prepared statements for one read-write connection, reused on every write (the hot path). */
+export class MetaStatements {
+  private readonly select: Database.Statement<[], Meta>;
+  private readonly bump: Database.Statement<[number]>;
+
+  /** The table must exist: ensureMetaTable() runs inside the holder's first (fence-raising) transaction. */
+  constructor(readonly conn: Database.Database) {
+    this.select = conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`);
+    this.bump = conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, txid = txid + 1 WHERE id = 1`);
+  }
+
+  read(): Meta {
+    return this.select.get() ?? { fence: 0, txid: 0 };
+  }
+
+  /** Sets the fence to `fence` (raising it on the holder's first write) and bumps txid. */
+  advance(fence: number): void {
+    this.bump.run(fence);
+  }
+}
+
+/** Creates the meta table and row if missing; call only inside a write transaction. */
+export function ensureMetaTable(conn: Database.Database): void {
+  conn.exec(
+    `CREATE TABLE IF NOT EXISTS ${META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), ` +
+      'fence INTEGER NOT NULL, txid INTEGER NOT NULL);' +
+      `INSERT OR IGNORE INTO ${META_TABLE} (id, fence, txid) VALUES (1, 0, 0)`,
+  );
+}
+
+/** Reads the meta row on any connection; a database nobody wrote through sqlite-ha reads 0/0. */
+export function readMeta(conn: Database.Database): Meta {
+  try {
+    return (conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`).get() as Meta) ?? { fence: 0, txid: 0 };
+  } catch (err) {
+    if (/no such table/.test((err as Error).message)) return { fence: 0, txid: 0 };
+    throw err;
+  }
+}
