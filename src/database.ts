@@ -71,6 +71,8 @@ export class HADatabase implements StatementHost {
   private idleTimer: NodeJS.Timeout | null = null;
   private releasing: Promise<void> | null = null;
   private closed = false;
+  /** Set by an explicit acquire(): no idle or hand-over release until release(). */
+  private pinned = false;
   private readonly registrations: Registration[] = [];
 
   /** @internal use open() */
@@ -86,8 +88,17 @@ export class HADatabase implements StatementHost {
 
   // ---- the lease ---------------------------------------------------------------------------
 
-  /** Waits for the write lease (a no-op while held). */
-  acquire(): Promise<void> {
+  /**
+   * Takes the write lease and keeps it until release() or close(), even when idle or when others
+   * wait; the better-sqlite3 surface writes only while it is held.
+   */
+  async acquire(): Promise<void> {
+    await this.takeLease();
+    this.pinned = true;
+  }
+
+  /** Waits for the lease (deduplicated); write() uses this and lets the lease go when idle. */
+  private takeLease(): Promise<void> {
     this.assertOpen();
     if (this.holding?.lease.valid) return Promise.resolve();
     this.acquiring ??= this.doAcquire().finally(() => (this.acquiring = null));
@@ -138,6 +149,7 @@ export class HADatabase implements StatementHost {
 
   /** Releases the lease (revoking it, so a waiting node proceeds at once). */
   async release(): Promise<void> {
+    this.pinned = false;
     if (this.acquiring) await this.acquiring.catch(() => undefined);
     const h = this.holding;
     if (!h) return;
@@ -153,6 +165,7 @@ export class HADatabase implements StatementHost {
 
   /** Closes the read-write connection before anything else can hold the lease. */
   private detach(h: Holding): void {
+    this.pinned = false;
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     this.holding = null;
@@ -186,7 +199,9 @@ export class HADatabase implements StatementHost {
   /** Sticky lease: keep it while writing; let go when idle or as soon as another node waits. */
   private scheduleIdleRelease(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => void this.release().catch(() => undefined), this.opts.idleReleaseMs);
+    this.idleTimer = setTimeout(() => {
+      if (!this.pinned) void this.release().catch(() => undefined);
+    }, this.opts.idleReleaseMs);
     this.idleTimer.unref();
   }
 
@@ -194,7 +209,7 @@ export class HADatabase implements StatementHost {
     // Writes already resumed in this tick run first (setImmediate comes after microtasks).
     setImmediate(() => {
       const h = this.holding;
-      if (h && h.lease.hasWaiters && !h.manualTxn && !h.rw.inTransaction) void this.release().catch(() => undefined);
+      if (h && !this.pinned && h.lease.hasWaiters && !h.manualTxn && !h.rw.inTransaction) void this.release().catch(() => undefined);
     });
   }
 
@@ -207,7 +222,7 @@ export class HADatabase implements StatementHost {
   async write<T>(fn: (conn: Database.Database) => T): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('db.write(fn) expects a synchronous function');
     this.assertOpen();
-    if (!this.holding?.lease.valid) await this.acquire();
+    if (!this.holding?.lease.valid) await this.takeLease();
     const h = this.holding;
     if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
     const { result, txid } = h.fenced.run(() => fn(h.rw));

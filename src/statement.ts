@@ -78,17 +78,17 @@ export class HAStatement {
     return this.real().columns();
   }
 
-  pluck(toggle?: boolean): this {
-    return this.modify((s) => s.pluck(toggle));
+  pluck(...toggle: [boolean?]): this {
+    return this.modify((s) => (s.pluck as (...a: unknown[]) => unknown)(...toggle));
   }
-  expand(toggle?: boolean): this {
-    return this.modify((s) => s.expand(toggle));
+  expand(...toggle: [boolean?]): this {
+    return this.modify((s) => (s.expand as (...a: unknown[]) => unknown)(...toggle));
   }
-  raw(toggle?: boolean): this {
-    return this.modify((s) => s.raw(toggle));
+  raw(...toggle: [boolean?]): this {
+    return this.modify((s) => (s.raw as (...a: unknown[]) => unknown)(...toggle));
   }
-  safeIntegers(toggle?: boolean): this {
-    return this.modify((s) => s.safeIntegers(toggle));
+  safeIntegers(...toggle: [boolean?]): this {
+    return this.modify((s) => (s.safeIntegers as (...a: unknown[]) => unknown)(...toggle));
   }
   bind(...params: unknown[]): this {
     return this.modify((s) => s.bind(...params));

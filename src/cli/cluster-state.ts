@@ -23,6 +23,8 @@ export interface QueueEntry {
   key: string;
   /** The lease id in lower-case hex, as in the key name. */
   leaseId: string;
+  /** The same lease id in decimal, as etcd's API takes it ('0': the key has no lease). */
+  lease: string;
   /** Node id from the LockRecord, or '(foreign)' for keys not written by sqlite-ha (etcdctl lock, Go clients). */
   node: string;
   foreign: boolean;
@@ -200,7 +202,8 @@ function queueEntry(kv: IKeyValue, lease: LeaseTtl | undefined, now: number): Qu
   const sqliteHa = rec !== null && typeof rec === 'object' && typeof rec.node === 'string';
   return {
     key,
-    leaseId: key.slice(key.lastIndexOf('/') + 1),
+    leaseId: kv.lease !== '0' ? BigInt(kv.lease).toString(16) : key.slice(key.lastIndexOf('/') + 1),
+    lease: kv.lease,
     node: sqliteHa ? rec.node : FOREIGN,
     foreign: !sqliteHa,
     pid: sqliteHa && typeof rec.pid === 'number' ? rec.pid : null,

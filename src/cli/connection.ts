@@ -136,7 +136,16 @@ export function createClient(s: ConnectionSettings): Etcd3 {
       callOptions: () => ({ deadline: Date.now() + s.timeoutMs }),
     };
   }
+  // Watches reconnect quickly after an etcd outage (etcd3's default backoff grows to 30 s).
+  options.faultHandling = { watchBackoff: cappedBackoff(200, 2000) };
   return new Etcd3(options);
+}
+
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+
+/** Exponential backoff from `ms`, doubling up to `maxMs` (cockatiel's IBackoff shape). */
+function cappedBackoff(ms: number, maxMs: number): WatchBackoff {
+  return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, maxMs), maxMs) } as WatchBackoff;
 }
 
 /**

@@ -28,10 +28,16 @@ export function ttlBar(left: number | null, total: number | null, width: number)
 
 /** Left-aligned columns separated by two spaces; the last column is not padded. */
 export function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const widths = header.map((h, i) => Math.max(visible(h), ...rows.map((r) => visible(r[i] ?? ''))));
+  const pad = (c: string, w: number) => c + ' '.repeat(Math.max(0, w - visible(c)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+    cells.map((c, i) => (i === cells.length - 1 ? c : pad(c, widths[i]))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)];
+}
+
+/** Length on screen: ANSI colour sequences take no room. */
+export function visible(s: string): number {
+  return s.replace(/\x1b\[[0-9;]*m/g, '').length;
 }
 
 /** Cuts a string to `width` characters, marking the cut with '…'. */

@@ -50,7 +50,7 @@ export const WORKLOAD_SETTINGS: readonly Setting[] = [
   { key: 'coordinator', flag: '--coordinator <kind>', env: 'SQLITE_HA_COORDINATOR', help: "'etcd' or 'lockfile'", dflt: 'etcd' },
   { key: 'etcdEndpoints', flag: '--etcd-endpoints <urls>', env: 'SQLITE_HA_ETCD_ENDPOINTS', help: 'comma-separated etcd client URLs' },
   { key: 'prefix', flag: '--prefix <key>', env: 'SQLITE_HA_PREFIX', help: 'etcd key prefix', dflt: '/sqlite-ha' },
-  { key: 'nodeId', flag: '--node-id <id>', env: 'SQLITE_HA_NODE_ID', help: 'node id in output and lease records (default hostname:pid)' },
+  { key: 'nodeId', flag: '--node-id <id>', env: 'SQLITE_HA_NODE_ID', help: 'node id in output and lease records, hostname:pid if unset' },
   { key: 'writeIntervalMs', flag: '--write-interval-ms <ms>', env: 'SQLITE_HA_WRITE_INTERVAL_MS', help: 'pause between appends', dflt: '200' },
   { key: 'durationMs', flag: '--duration-ms <ms>', env: 'SQLITE_HA_DURATION_MS', help: 'run time, 0 = until SIGTERM/SIGINT', dflt: '0' },
   { key: 'maxWrites', flag: '--max-writes <n>', env: 'SQLITE_HA_MAX_WRITES', help: 'append attempts, 0 = no limit', dflt: '0' },

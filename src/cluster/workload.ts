@@ -9,8 +9,9 @@
  * Output, a stable contract (the demo parses it): one JSON object per line on stdout, `at` in
  * wall-clock ms; diagnostics go to stderr.
  *   {"op":"start","node":N,"pid":P,"at":T}
- *   {"op":"lease","node":N,"event":"acquired"|"released"|"lost","fence":F,"at":T}
- *   {"op":"append","node":N,"seq":S,"id":ROWID,"txid"?:X,"ok":true,"at":T}   acknowledged write
+ *   {"op":"lease","node":N,"event":"acquired"|"released","fence":F,"at":T}
+ *   {"op":"lease","node":N,"event":"lost","fence":null,"code":C,"message":M,"at":T}
+ *   {"op":"append","node":N,"seq":S,"id":ROWID,"txid":X,"ok":true,"at":T}    acknowledged write
  *   {"op":"append","node":N,"seq":S,"ok":false,"code":C,"message":M,"at":T}  failed write
  *   {"op":"count","node":N,"count":K,"ok":true,"at":T}                        linearizable read
  *   {"op":"count","node":N,"ok":false,"code":C,"message":M,"at":T}
@@ -25,6 +26,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { open } from '../index';
+import { META_TABLE } from '../storage/meta';
 import { parseWorkloadArgs, WorkloadConfig } from './workload-config';
 
 type Db = Awaited<ReturnType<typeof open>>;
@@ -91,9 +93,9 @@ async function run(cfg: WorkloadConfig, stop: StopSignal, tally: Tally): Promise
     emitSummary(node, tally);
     return 1;
   }
-  for (const event of ['acquired', 'released', 'lost'] as const) {
-    db.lease.on(event, () => emit({ op: 'lease', node, event, fence: db.lease.fence }));
-  }
+  db.lease.on('acquired', (e: { fence: number }) => emit({ op: 'lease', node, event: 'acquired', fence: e.fence }));
+  db.lease.on('released', (e: { fence: number }) => emit({ op: 'lease', node, event: 'released', fence: e.fence }));
+  db.lease.on('lost', (err: unknown) => emit({ op: 'lease', node, event: 'lost', fence: null, ...failure(err) }));
 
   let seq = 0;
   let schemaReady = false;
@@ -102,20 +104,22 @@ async function run(cfg: WorkloadConfig, stop: StopSignal, tally: Tally): Promise
     beat(cfg.heartbeatFile);
     seq++;
     try {
-      const id = await db.write((conn) => {
+      const written = await db.write((conn) => {
         // Every node may be first, so each creates the table until one of its writes succeeded.
         if (!schemaReady) {
           conn.exec('CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, node TEXT, seq INTEGER, at INTEGER)');
         }
         const info = conn.prepare('INSERT INTO events(node, seq, at) VALUES (?, ?, ?)').run(node, seq, Date.now());
-        return Number(info.lastInsertRowid);
+        // The fenced transaction has already advanced the meta row: this is this commit's txid.
+        const meta = conn.prepare(`SELECT txid FROM ${META_TABLE} WHERE id = 1`).get() as { txid: number } | undefined;
+        return { id: Number(info.lastInsertRowid), txid: meta?.txid };
       });
       schemaReady = true;
       tally.acked++;
-      emit({ op: 'append', node, seq, id, ...txidOf(db), ok: true });
+      emit({ op: 'append', node, seq, id: written.id, txid: written.txid, ok: true });
       if (cfg.readEvery > 0 && tally.acked % cfg.readEvery === 0) {
         tally.reads++;
-        await countRows(db, node, id);
+        await countRows(db, node, written.id);
       }
     } catch (err) {
       tally.failed++;
@@ -150,12 +154,6 @@ async function countRows(db: Db, node: string, lastAckedId: number): Promise<voi
   } catch (err) {
     emit({ op: 'count', node, ok: false, ...failure(err) });
   }
-}
-
-/** The txid of this node's last commit, when the library exposes one. */
-function txidOf(db: Db): { txid?: number } {
-  const txid = (db as unknown as { txid?: unknown }).txid;
-  return typeof txid === 'number' ? { txid } : {};
 }
 
 async function main(): Promise<void> {
