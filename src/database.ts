@@ -118,10 +118,9 @@ export class HADatabase implements StatementHost {
       for (;;) {
         rw = openReadWrite(this.opts);
         for (const r of this.registrations) r.apply(rw);
-        fenced = new FencedTransactions(rw, lease, {
-          onFenced: (err) => this.dropLease(err),
-          onOutcomeUnknown: (err) => this.dropLease(err),
-        });
+        fenced = await FencedTransactions.create(
+          rw, lease, { onLeaseGone: (err) => this.dropLease(err) }, this.opts.busyTimeoutMs,
+        );
         if (fenced.lastTxid >= published) break;
         rw.close();
         rw = null;
@@ -183,14 +182,23 @@ export class HADatabase implements StatementHost {
     this.lease.emit('lost', reason);
   }
 
-  private dropLease(reason: FencedError | CommitOutcomeUnknownError): void {
+  private dropLease(reason: FencedError | CommitOutcomeUnknownError | LeaseLostError): void {
     const h = this.holding;
     if (!h) return;
-    h.lease.reportEvent(reason instanceof FencedError ? 'fenced-write-refused' : 'commit-outcome-unknown', reason.message);
-    // Detach after the current synchronous call unwinds (it still owns the connection).
+    h.lease.reportEvent(
+      reason instanceof FencedError ? 'fenced-write-refused'
+        : reason instanceof CommitOutcomeUnknownError ? 'commit-outcome-unknown' : 'lease-lost',
+      reason.message,
+    );
+    // Stop using the lease now; close the connection after the current call unwinds (it still
+    // owns the connection for its rollback).
+    this.holding = null;
+    this.lease.current = null;
+    this.generation++;
     setImmediate(() => {
-      if (this.holding !== h) return;
-      this.detach(h);
+      this.pinned = false;
+      h.fenced.rollback();
+      h.rw.close();
       void h.lease.abandon(reason);
       this.lease.emit('lost', reason);
     });
@@ -222,13 +230,21 @@ export class HADatabase implements StatementHost {
   async write<T>(fn: (conn: Database.Database) => T): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('db.write(fn) expects a synchronous function');
     this.assertOpen();
-    if (!this.holding?.lease.valid) await this.takeLease();
-    const h = this.holding;
-    if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
-    const { result, txid } = h.fenced.run(() => fn(h.rw));
-    this.afterCommit(h);
-    await h.publisher.publish(txid);
-    return result;
+    const busyDeadline = Date.now() + this.opts.busyTimeoutMs;
+    for (;;) {
+      if (!this.holding?.lease.valid) await this.takeLease();
+      const h = this.holding;
+      if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
+      // BEGIN is retried here, not inside SQLite, so keep-alives flow while the file is busy.
+      const done = h.fenced.tryRun(() => fn(h.rw));
+      if (done) {
+        this.afterCommit(h);
+        await h.publisher.publish(done.txid);
+        return done.result;
+      }
+      if (Date.now() >= busyDeadline) return h.fenced.run(() => fn(h.rw)).result; // throws SQLITE_BUSY or succeeds
+      await sleep(10);
+    }
   }
 
   private afterCommit(h: Holding): void {

@@ -12,6 +12,15 @@ export interface ConnectionSettings {
   path: string;
   journalMode: JournalMode;
   busyTimeoutMs: number;
+  safetyMarginMs: number;
+}
+
+/**
+ * The read-write connection's busy_timeout: a slice short enough that keep-alives keep flowing
+ * while SQLite waits synchronously for a lock; callers retry slice by slice up to busyTimeoutMs.
+ */
+export function busySliceMs(s: ConnectionSettings): number {
+  return Math.min(s.busyTimeoutMs, Math.max(10, Math.floor(s.safetyMarginMs / 4)));
 }
 
 /** Pragmas that would break the storage rules if a user changed them. */
@@ -46,7 +55,7 @@ export function openReadOnly(s: ConnectionSettings): Database.Database {
 export function openReadWrite(s: ConnectionSettings): Database.Database {
   const db = new Database(s.path, { fileMustExist: true });
   try {
-    db.pragma(`busy_timeout = ${s.busyTimeoutMs}`);
+    db.pragma(`busy_timeout = ${busySliceMs(s)}`);
     db.pragma('locking_mode = NORMAL');
     db.pragma('synchronous = FULL');
     const mode = String(db.pragma(`journal_mode = ${s.journalMode}`, { simple: true })).toUpperCase();

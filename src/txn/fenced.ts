@@ -3,6 +3,10 @@
  *   BEGIN IMMEDIATE → stored fence > ours? FencedError → fence := ours, txid += 1 → user work →
  *   commit deadline passed? LeaseLostError → COMMIT (an I/O error here: CommitOutcomeUnknownError).
  * Anything thrown before COMMIT rolls back, so nothing half-written survives.
+ *
+ * Lock waits: the read-write connection's own busy_timeout is a short slice, because SQLite waits
+ * synchronously and a blocked event loop sends no keep-alives. BEGIN is retried asynchronously by
+ * tryRun()'s callers (db.write) and synchronously, slice by slice, by the better-sqlite3 surface.
  */
 import type Database from 'better-sqlite3';
 import { CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
@@ -12,9 +16,11 @@ import { ensureMetaTable, MetaStatements } from '../storage/meta';
 export type BeginMode = 'IMMEDIATE' | 'EXCLUSIVE';
 
 export interface FencedHooks {
-  /** Called with the refusing error before it is thrown, so the handle can drop the lease. */
-  onFenced(err: FencedError): void;
-  onOutcomeUnknown(err: CommitOutcomeUnknownError): void;
+  /**
+   * Called before a FencedError, CommitOutcomeUnknownError or deadline LeaseLostError is thrown:
+   * in each case this node must stop using the lease and re-acquire before writing again.
+   */
+  onLeaseGone(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): void;
 }
 
 export class FencedTransactions {
@@ -24,8 +30,28 @@ export class FencedTransactions {
   lastTxid = 0;
   private pendingTxid = 0;
 
+  /** Opens the fenced path, retrying the fence-raising transaction asynchronously while the file is busy. */
+  static async create(
+    conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number,
+  ): Promise<FencedTransactions> {
+    const deadline = Date.now() + busyTimeoutMs;
+    for (;;) {
+      try {
+        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs);
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
   /** Runs the holder's first transaction, which raises the fence (H5), then prepares the hot path. */
-  constructor(readonly conn: Database.Database, readonly lease: Lease, private readonly hooks: FencedHooks) {
+  constructor(
+    readonly conn: Database.Database,
+    readonly lease: Lease,
+    private readonly hooks: FencedHooks,
+    private readonly busyTimeoutMs = 5000,
+  ) {
     conn.exec('BEGIN IMMEDIATE');
     try {
       ensureMetaTable(conn);
@@ -47,9 +73,19 @@ export class FencedTransactions {
     };
   }
 
-  /** Runs fn in one fenced transaction; returns its result and the new txid. */
+  /** Runs fn in one fenced transaction, waiting (blocking) for the file lock up to busyTimeoutMs. */
   run<T>(fn: () => T, mode: BeginMode = 'IMMEDIATE'): { result: T; txid: number } {
     this.begin(mode);
+    return this.body(fn);
+  }
+
+  /** Like run(), but returns null at once if the file is locked by someone else (nothing done). */
+  tryRun<T>(fn: () => T, mode: BeginMode = 'IMMEDIATE'): { result: T; txid: number } | null {
+    if (!this.tryBegin(mode)) return null;
+    return this.body(fn);
+  }
+
+  private body<T>(fn: () => T): { result: T; txid: number } {
     let result: T;
     try {
       result = fn();
@@ -65,13 +101,26 @@ export class FencedTransactions {
 
   /** BEGIN plus the fence check and txid bump; the caller must end with commit() or rollback(). */
   begin(mode: BeginMode = 'IMMEDIATE'): void {
+    const deadline = Date.now() + this.busyTimeoutMs;
+    while (!this.tryBegin(mode)) {
+      if (Date.now() >= deadline) this.stmts[mode].run(); // one last wait; throws SQLITE_BUSY
+    }
+  }
+
+  /** begin() that returns false instead of waiting past one busy slice. */
+  tryBegin(mode: BeginMode = 'IMMEDIATE'): boolean {
     this.assertLeaseUsable();
-    this.stmts[mode].run();
+    try {
+      this.stmts[mode].run();
+    } catch (err) {
+      if (isBusy(err)) return false;
+      throw err;
+    }
     try {
       const stored = this.meta.read();
       if (stored.fence > this.lease.fence) {
         const err = new FencedError(this.lease.fence, stored.fence);
-        this.hooks.onFenced(err);
+        this.hooks.onLeaseGone(err);
         throw err;
       }
       this.meta.advance(this.lease.fence);
@@ -80,6 +129,7 @@ export class FencedTransactions {
       this.rollback();
       throw err;
     }
+    return true;
   }
 
   /** Checks the lease deadline, then COMMITs; returns the committed txid. */
@@ -91,13 +141,23 @@ export class FencedTransactions {
       throw err;
     }
     const txid = this.pendingTxid;
+    const busyDeadline = Date.now() + this.busyTimeoutMs;
     try {
-      this.stmts.COMMIT.run();
+      // COMMIT waits for readers' SHARED locks; SQLITE_BUSY leaves the transaction open to retry.
+      for (;;) {
+        try {
+          this.stmts.COMMIT.run();
+          break;
+        } catch (err) {
+          if (!isBusy(err) || Date.now() >= busyDeadline) throw err;
+          this.assertLeaseUsable();
+        }
+      }
     } catch (err) {
       if (isIoError(err)) {
         if (this.conn.inTransaction) this.rollback();
         const unknown = new CommitOutcomeUnknownError({ cause: err });
-        this.hooks.onOutcomeUnknown(unknown);
+        this.hooks.onLeaseGone(unknown);
         throw unknown;
       }
       // SQLITE_BUSY and friends leave the transaction open: roll back, the outcome is "not committed".
@@ -122,11 +182,18 @@ export class FencedTransactions {
     if (!this.lease.valid) throw new LeaseLostError('the lease was released or lost');
     const now = Date.now();
     if (now >= this.lease.commitDeadline) {
-      throw new LeaseLostError(
+      const err = new LeaseLostError(
         `the commit deadline passed ${now - this.lease.commitDeadline} ms ago (no keep-alive acknowledged in time)`,
       );
+      this.hooks.onLeaseGone(err);
+      throw err;
     }
   }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }
 
 function isThenable(v: unknown): boolean {

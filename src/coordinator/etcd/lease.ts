@@ -38,7 +38,9 @@ export class EtcdLease extends EventEmitter implements Lease {
       this.client
         .watch()
         .prefix(this.keys.lockPrefix)
-        .startRevision(String(this.held.confirmedAt + 1))
+        // From our own key's creation: every later put is a waiter, even one queued before we
+        // confirmed ownership (puts and deletes since then are replayed in order).
+        .startRevision(String(this.held.revision + 1))
         .create(),
     );
     this.watcher = w;
@@ -60,7 +62,6 @@ export class EtcdLease extends EventEmitter implements Lease {
         this.waiters.delete(key);
       }
     });
-    // Keys queued between our confirm and the watch start are replayed by startRevision.
   }
 
   get commitDeadline(): number {

@@ -18,8 +18,6 @@ export interface Queued {
 export interface Held extends Queued {
   /** Commit record read after we became owner. */
   commit: CommitRecord | null;
-  /** Cluster revision at which ownership was confirmed. */
-  confirmedAt: number;
 }
 
 /** Puts our waiter key (attached to leaseId) unless present; returns its create revision. */
@@ -74,7 +72,6 @@ export async function waitTurn(client: Etcd3, keys: Keys, q: Queued, deadline: n
   return {
     ...q,
     commit: parseJson<CommitRecord>(commitKv?.value),
-    confirmedAt: Number(confirm.header.revision),
   };
 }
 

@@ -18,10 +18,13 @@ export class LockfileCoordinator implements Coordinator {
   readonly kind = 'lockfile' as const;
   readonly lockPath: string;
   readonly fencePath: string;
+  /** Beside the lock directory, not in it: proper-lockfile removes the directory with rmdir. */
+  readonly holderPath: string;
 
   constructor(private readonly dbPath: string, private readonly staleMs: number, private readonly nodeId: string) {
     this.lockPath = `${dbPath}.sqlite-ha.lock`;
     this.fencePath = `${dbPath}.sqlite-ha.fence`;
+    this.holderPath = `${dbPath}.sqlite-ha.holder`;
   }
 
   async acquire(opts: AcquireOptions): Promise<Lease> {
@@ -37,7 +40,7 @@ export class LockfileCoordinator implements Coordinator {
         });
         const fence = this.nextFence();
         lease = new LockfileLease(fence, unlock, this.staleMs);
-        fs.writeFileSync(`${this.lockPath}/holder`, this.nodeId);
+        fs.writeFileSync(this.holderPath, this.nodeId);
         return lease;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') {
@@ -76,7 +79,10 @@ export class LockfileCoordinator implements Coordinator {
 
   async currentHolder(): Promise<string | null> {
     try {
-      return fs.readFileSync(`${this.lockPath}/holder`, 'utf8');
+      if (!(await lockfile.check(this.dbPath, { stale: this.staleMs, realpath: false, lockfilePath: this.lockPath }))) {
+        return null;
+      }
+      return fs.readFileSync(this.holderPath, 'utf8');
     } catch {
       return null;
     }
