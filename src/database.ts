@@ -16,6 +16,8 @@ import type { ResolvedOptions } from './options';
 import { HAStatement, StatementHost } from './statement';
 import { assertSafeSql, openReadOnly, openReadWrite, PINNED_PRAGMAS } from './storage/connection';
 import { readMeta } from './storage/meta';
+import { moveToNewInode } from './lockless/epoch';
+import { LocklessReads } from './lockless/reads';
 import { CommitPublisher } from './txn/commit-publisher';
 import { BeginMode, FencedTransactions } from './txn/fenced';
 
@@ -73,6 +75,10 @@ export class HADatabase implements StatementHost {
   private closed = false;
   /** Set by an explicit acquire(): no idle or hand-over release until release(). */
   private pinned = false;
+  /** Lockless mode only: registered reads, serialized gated writes, depth of read() callbacks. */
+  private readonly lockless: LocklessReads | null = null;
+  private writeChain: Promise<unknown> = Promise.resolve();
+  private readDepth = 0;
   private readonly registrations: Registration[] = [];
 
   /** @internal use open() */
@@ -84,6 +90,14 @@ export class HADatabase implements StatementHost {
     this.locks = locks;
     this.lease = new LeaseStatus(opts.nodeId);
     this.ro = openReadOnly(opts);
+    if (locks === 'none') {
+      const self = this;
+      this.lockless = new LocklessReads(
+        coordinator,
+        { get ro() { return self.ro; }, reopenReadOnly: () => self.reopenReadOnly() },
+        opts.acquireTimeoutMs,
+      );
+    }
   }
 
   // ---- the lease ---------------------------------------------------------------------------
@@ -113,19 +127,30 @@ export class HADatabase implements StatementHost {
       if (this.closed) throw new ClosedError();
       const published = lease.commitAtAcquire?.txid ?? 0;
       const deadline = Date.now() + this.opts.acquireTimeoutMs;
+      const gated = this.locks === 'none';
+      let newEpoch: number | undefined;
+      if (gated) newEpoch = await this.prepareLocklessTakeover(lease, deadline);
       let fenced: FencedTransactions;
       // H4: write only on top of a view that includes every published commit; reopen if stale.
       for (;;) {
-        rw = openReadWrite(this.opts);
+        rw = openReadWrite(this.opts, { noCacheSpill: gated });
         for (const r of this.registrations) r.apply(rw);
         fenced = await FencedTransactions.create(
-          rw, lease, { onLeaseGone: (err) => this.dropLease(err) }, this.opts.busyTimeoutMs,
+          rw, lease, { onLeaseGone: (err) => this.dropLease(err) }, this.opts.busyTimeoutMs, newEpoch,
         );
         if (fenced.lastTxid >= published) break;
         rw.close();
         rw = null;
         if (Date.now() > deadline) throw new StaleViewError(fenced.lastTxid, published, this.opts.acquireTimeoutMs);
         await sleep(50);
+      }
+      if (gated) {
+        // The fence-raising transaction was a commit: publish it (with the epoch) and let readers in.
+        const ok = await lease.publishCommit(
+          { txid: fenced.lastTxid, fence: lease.fence, node: this.opts.nodeId, time: Date.now(), epoch: fenced.epoch },
+          { openGate: true },
+        );
+        if (!ok) throw new LeaseLostError('the lease ended while taking over the file');
       }
       this.holding = {
         lease, rw, fenced, manualTxn: false,
@@ -140,10 +165,29 @@ export class HADatabase implements StatementHost {
       this.scheduleIdleRelease();
     } catch (err) {
       rw?.close();
+      if (this.locks === 'none') await lease.openGate();
       await lease.release().catch(() => undefined);
       if (err instanceof FencedError) lease.reportEvent('fenced-write-refused', err.message);
       throw err;
     }
+  }
+
+  /**
+   * Lockless mode, before the first write of a new holder: after an unclean hand-over, wait out
+   * the old lease plus the margin (a live but slow old writer finishes), then, with readers gated
+   * out, move the file to a new inode so a still-paused old writer writes into an orphan (H5, H8).
+   * Returns the new epoch, or undefined when the file stays. Leaves the gate closed either way:
+   * the fence-raising transaction that follows is a commit too.
+   */
+  private async prepareLocklessTakeover(lease: Lease, deadline: number): Promise<number | undefined> {
+    if (lease.cleanHandover) {
+      await lease.closeGate(deadline);
+      return undefined;
+    }
+    await sleep(this.opts.leaseTtlMs + this.opts.safetyMarginMs);
+    await lease.closeGate(Date.now() + this.opts.acquireTimeoutMs);
+    moveToNewInode(this.opts, lease.fence);
+    return lease.fence;
   }
 
   /** Releases the lease (revoking it, so a waiting node proceeds at once). */
@@ -230,6 +274,7 @@ export class HADatabase implements StatementHost {
   async write<T>(fn: (conn: Database.Database) => T): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('db.write(fn) expects a synchronous function');
     this.assertOpen();
+    if (this.locks === 'none') return this.writeGated(fn);
     const busyDeadline = Date.now() + this.opts.busyTimeoutMs;
     for (;;) {
       if (!this.holding?.lease.valid) await this.takeLease();
@@ -247,6 +292,52 @@ export class HADatabase implements StatementHost {
     }
   }
 
+  /**
+   * Lockless mode: the same fenced transaction, but COMMIT waits (transaction open, user code done)
+   * until the gate keeps readers out, and the gate opens in the transaction that publishes the
+   * commit. Writes of this handle are serialized, since the connection is busy across an await.
+   */
+  private writeGated<T>(fn: (conn: Database.Database) => T): Promise<T> {
+    const run = async (): Promise<T> => {
+      const busyDeadline = Date.now() + this.opts.busyTimeoutMs;
+      for (;;) {
+        if (!this.holding?.lease.valid) await this.takeLease();
+        const h = this.holding;
+        if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
+        if (!h.fenced.tryBegin()) {
+          if (Date.now() >= busyDeadline) h.fenced.begin(); // throws SQLITE_BUSY
+          else {
+            await sleep(10);
+            continue;
+          }
+        }
+        const result = h.fenced.work(() => fn(h.rw));
+        try {
+          await h.lease.closeGate(Math.min(h.lease.commitDeadline, Date.now() + this.opts.acquireTimeoutMs));
+        } catch (err) {
+          h.fenced.rollback();
+          throw err;
+        }
+        let txid: number;
+        try {
+          txid = h.fenced.commit();
+        } catch (err) {
+          void h.lease.openGate();
+          throw err;
+        }
+        const record = { txid, fence: h.lease.fence, node: this.opts.nodeId, time: Date.now(), epoch: h.fenced.epoch };
+        // A commit we cannot publish may sit in a file the next holder has moved away from.
+        const published = await h.lease.publishCommit(record, { openGate: true }).catch(() => false);
+        if (!published) throw new CommitOutcomeUnknownError({ cause: new LeaseLostError('publishing the commit failed') });
+        this.afterCommit(h);
+        return result;
+      }
+    };
+    const p = this.writeChain.then(run, run);
+    this.writeChain = p.catch(() => undefined);
+    return p;
+  }
+
   private afterCommit(h: Holding): void {
     this.scheduleIdleRelease();
     if (h.lease.hasWaiters) this.maybeHandOver();
@@ -255,6 +346,7 @@ export class HADatabase implements StatementHost {
   /** StatementHost: the synchronous write path of the better-sqlite3 surface. */
   runWrite<T>(what: string, fn: () => T): T {
     this.assertOpen();
+    this.assertSyncSurface('write', what);
     const h = this.holding;
     if (!h?.lease.valid) throw new NotLeaseHolderError(what);
     if (h.rw.inTransaction) return fn(); // inside a fenced transaction already
@@ -267,6 +359,7 @@ export class HADatabase implements StatementHost {
   /** StatementHost: reads; a hidden write on the read-only connection means "not the holder". */
   runRead<T>(fn: () => T): T {
     this.assertOpen();
+    if (this.readDepth === 0) this.assertSyncSurface('read', 'this statement');
     try {
       return fn();
     } catch (err) {
@@ -279,6 +372,7 @@ export class HADatabase implements StatementHost {
   transactionControl(sql: string): Database.RunResult | null {
     const m = /^\s*(BEGIN|COMMIT|END|ROLLBACK)(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$/i.exec(sql);
     if (!m) return null;
+    this.assertSyncSurface('write', sql.trim());
     const h = this.holding;
     if (!h) {
       this.ro.exec(sql); // read transactions work without the lease
@@ -313,6 +407,9 @@ export class HADatabase implements StatementHost {
       throw new TypeError(`db.read: consistency must be 'local' or 'linearizable', got ${JSON.stringify(consistency)}`);
     }
     this.assertOpen();
+    if (this.lockless) {
+      return this.lockless.read(fn, () => this.readDepth++, () => this.readDepth--);
+    }
     if (consistency === 'local') return this.readOnce(fn, 0).result;
     const record = await this.coordinator.readCommit();
     const want = record?.txid ?? 0;
@@ -356,7 +453,8 @@ export class HADatabase implements StatementHost {
 
   currentConnection(): Database.Database {
     const h = this.holding;
-    return h && h.lease.valid ? h.rw : this.ro;
+    // Lockless mode: the read-write connection may sit in an open transaction awaiting the gate.
+    return h && h.lease.valid && this.locks !== 'none' ? h.rw : this.ro;
   }
 
   // ---- the better-sqlite3 surface ----------------------------------------------------------
@@ -384,6 +482,7 @@ export class HADatabase implements StatementHost {
         self.assertOpen();
         const h = self.holding;
         if (h?.lease.valid) {
+          self.assertSyncSurface('write', 'transaction()');
           // Nested: better-sqlite3's own savepoint logic on the fenced connection.
           if (h.rw.inTransaction) return (h.rw.transaction(fn) as any).apply(this, args);
           const { result, txid } = h.fenced.run(() => fn.apply(this, args), mode === 'EXCLUSIVE' ? 'EXCLUSIVE' : 'IMMEDIATE');
@@ -507,6 +606,19 @@ export class HADatabase implements StatementHost {
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError();
+  }
+
+  /**
+   * Lockless mode: the synchronous better-sqlite3 surface cannot wait for etcd, so it reads only
+   * inside db.read() callbacks and never writes (db.write() does).
+   */
+  private assertSyncSurface(kind: 'read' | 'write', what: string): void {
+    if (this.locks !== 'none') return;
+    throw new UnsafeStorageError(
+      kind === 'write'
+        ? `${what}: in the lockless mode (locks: 'none') writes go through db.write(fn) only`
+        : `${what}: in the lockless mode (locks: 'none') reads run inside db.read(fn) only`,
+    );
   }
 }
 

@@ -24,16 +24,19 @@ export async function open(path: string, options: OpenOptions): Promise<HADataba
   }
 }
 
+/** 'auto' trusts SQLite's locks only where they cross hosts; elsewhere it picks the lockless mode. */
 function decideLocks(opts: ResolvedOptions): LocksInUse {
-  if (opts.locks === 'trusted') return 'trusted';
+  if (opts.locks !== 'auto') return opts.locks;
   const verdict = lockVerdictFor(opts.path);
-  if (!verdict.trusted) {
+  if (verdict.trusted) return 'trusted';
+  if (opts.coordinator.kind !== 'etcd') {
     throw new UnsafeStorageError(
       `refusing ${opts.path}: ${verdict.reason}. Without cross-host locks a peer can roll back the ` +
-        `writer's journal and readers can tear (HAZARDS H2, H3). ${verdict.advice ?? ''}`.trim(),
+        "writer's journal and readers can tear (HAZARDS H2, H3); the lockless mode that handles this " +
+        'needs the etcd coordinator.',
     );
   }
-  return 'trusted';
+  return 'none';
 }
 
 function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator {

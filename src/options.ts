@@ -26,7 +26,7 @@ export interface LockfileCoordinatorOptions {
 export type CoordinatorOptions = EtcdCoordinatorOptions | LockfileCoordinatorOptions;
 
 export type JournalMode = 'TRUNCATE' | 'PERSIST';
-export type LocksMode = 'auto' | 'trusted';
+export type LocksMode = 'auto' | 'trusted' | 'none';
 
 export interface OpenOptions {
   coordinator: CoordinatorOptions;
@@ -48,7 +48,10 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
   /** Rollback journal flavour (WAL, MEMORY and OFF are refused). Default 'TRUNCATE'. */
   journalMode?: JournalMode;
-  /** Whether SQLite's file locks cross hosts: 'auto' reads /proc/mounts. Default 'auto'. */
+  /**
+   * Whether SQLite's file locks cross hosts: 'trusted' relies on them, 'none' is the lockless
+   * mode (etcd gates readers out of commit windows), 'auto' picks from /proc/mounts. Default 'auto'.
+   */
   locks?: LocksMode;
 }
 
@@ -109,8 +112,8 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
     );
   }
   const locks = options.locks ?? DEFAULTS.locks;
-  if (locks !== 'auto' && locks !== 'trusted') {
-    throw new InvalidOptionError('locks', locks, "'auto' or 'trusted'");
+  if (locks !== 'auto' && locks !== 'trusted' && locks !== 'none') {
+    throw new InvalidOptionError('locks', locks, "'auto', 'trusted' or 'none'");
   }
   const name = options.name ?? path.basename(file);
   if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(name)) {
@@ -119,6 +122,9 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
   const nodeId = options.nodeId ?? `${os.hostname()}:${process.pid}`;
   if (typeof nodeId !== 'string' || nodeId.length === 0 || nodeId.length > 256) {
     throw new InvalidOptionError('nodeId', nodeId, 'a non-empty string of at most 256 characters');
+  }
+  if (locks === 'none' && coordinator.kind !== 'etcd') {
+    throw new InvalidOptionError('locks', locks, "'auto' or 'trusted' with the lockfile coordinator (the lockless mode needs etcd)");
   }
   return Object.freeze({
     path: path.resolve(file),

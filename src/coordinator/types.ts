@@ -12,6 +12,14 @@ export interface AcquireOptions {
   timeoutMs: number;
 }
 
+/** Lockless mode: a read transaction registered with the coordinator (keeps the writer out). */
+export interface ReaderTicket {
+  /** The last published commit when the registration was made. */
+  readonly commit: CommitRecord | null;
+  /** Ends the registration; false if it lapsed meanwhile (then the read may have torn). */
+  finish(): Promise<boolean>;
+}
+
 export interface Lease extends EventEmitter {
   /** Fence token: strictly greater than every earlier holder's. */
   readonly fence: number;
@@ -25,8 +33,17 @@ export interface Lease extends EventEmitter {
   readonly hasWaiters: boolean;
   /** The last commit published before this lease was granted (null: none, or not tracked). */
   readonly commitAtAcquire: CommitRecord | null;
+  /** False when the previous holder's lease expired instead of being released (a crash or pause). */
+  readonly cleanHandover: boolean;
   /** Publishes a commit record; resolves false if the lease no longer exists. */
-  publishCommit(record: CommitRecord): Promise<boolean>;
+  publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
+  /**
+   * Lockless mode: stops new readers from registering and waits for registered ones to finish,
+   * so the commit window has no reader in it. publishCommit({ openGate: true }) lets them in again.
+   */
+  closeGate(deadline: number): Promise<void>;
+  /** Opens the gate without publishing (after a commit that did not happen). Best effort. */
+  openGate(): Promise<void>;
   /** Records an event that watchers (the CLI) should see; best effort. */
   reportEvent(kind: 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost', detail: string): void;
   /** Gives the lease up (revokes it) so a waiter proceeds at once. Idempotent. */
@@ -42,6 +59,8 @@ export interface Coordinator {
   readonly kind: 'etcd' | 'lockfile';
   /** Waits for the lease; AcquireTimeoutError or CoordinatorUnavailableError past timeoutMs. */
   acquire(opts: AcquireOptions): Promise<Lease>;
+  /** Lockless mode: registers a read transaction, waiting while a writer's gate is closed. */
+  registerReader(deadline: number): Promise<ReaderTicket>;
   /** The last published commit, read linearizably (null when the backend keeps none). */
   readCommit(): Promise<CommitRecord | null>;
   /** Node id of the current holder, if any. */

@@ -52,9 +52,11 @@ export function openReadOnly(s: ConnectionSettings): Database.Database {
 }
 
 /** Only the lease holder calls this; opening read-write is what lets SQLite recover a hot journal (H8). */
-export function openReadWrite(s: ConnectionSettings): Database.Database {
+export function openReadWrite(s: ConnectionSettings, opts: { noCacheSpill?: boolean } = {}): Database.Database {
   const db = new Database(s.path, { fileMustExist: true });
   try {
+    // Lockless mode: no page may reach the file before COMMIT, i.e. outside the gated window.
+    if (opts.noCacheSpill) db.pragma('cache_spill = OFF');
     db.pragma(`busy_timeout = ${busySliceMs(s)}`);
     db.pragma('locking_mode = NORMAL');
     db.pragma('synchronous = FULL');

@@ -10,6 +10,8 @@ export const META_TABLE = '_sqlite_ha_meta';
 export interface Meta {
   fence: number;
   txid: number;
+  /** Lockless mode: fence of the hand-over that last moved the file to a new inode. */
+  epoch: number;
 }
 
 /** Prepared statements for one read-write connection, reused on every write (the hot path). */
@@ -19,12 +21,12 @@ export class MetaStatements {
 
   /** The table must exist: ensureMetaTable() runs inside the holder's first (fence-raising) transaction. */
   constructor(readonly conn: Database.Database) {
-    this.select = conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`);
+    this.select = conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`);
     this.bump = conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, txid = txid + 1 WHERE id = 1`);
   }
 
   read(): Meta {
-    return this.select.get() ?? { fence: 0, txid: 0 };
+    return this.select.get() ?? { fence: 0, txid: 0, epoch: 0 };
   }
 
   /** Sets the fence to `fence` (raising it on the holder's first write) and bumps txid. */
@@ -37,17 +39,17 @@ export class MetaStatements {
 export function ensureMetaTable(conn: Database.Database): void {
   conn.exec(
     `CREATE TABLE IF NOT EXISTS ${META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), ` +
-      'fence INTEGER NOT NULL, txid INTEGER NOT NULL);' +
-      `INSERT OR IGNORE INTO ${META_TABLE} (id, fence, txid) VALUES (1, 0, 0)`,
+      'fence INTEGER NOT NULL, txid INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0);' +
+      `INSERT OR IGNORE INTO ${META_TABLE} (id, fence, txid, epoch) VALUES (1, 0, 0, 0)`,
   );
 }
 
 /** Reads the meta row on any connection; a database nobody wrote through sqlite-ha reads 0/0. */
 export function readMeta(conn: Database.Database): Meta {
   try {
-    return (conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`).get() as Meta) ?? { fence: 0, txid: 0 };
+    return (conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`).get() as Meta) ?? { fence: 0, txid: 0, epoch: 0 };
   } catch (err) {
-    if (/no such table/.test((err as Error).message)) return { fence: 0, txid: 0 };
+    if (/no such table/.test((err as Error).message)) return { fence: 0, txid: 0, epoch: 0 };
     throw err;
   }
 }

@@ -28,16 +28,18 @@ export class FencedTransactions {
   private readonly stmts: Record<'IMMEDIATE' | 'EXCLUSIVE' | 'COMMIT' | 'ROLLBACK', Database.Statement>;
   /** txid of the newest commit on this connection. */
   lastTxid = 0;
+  /** The file's epoch (lockless mode moves the file to a new inode on an unclean hand-over). */
+  readonly epoch: number;
   private pendingTxid = 0;
 
   /** Opens the fenced path, retrying the fence-raising transaction asynchronously while the file is busy. */
   static async create(
-    conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number,
+    conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number, newEpoch?: number,
   ): Promise<FencedTransactions> {
     const deadline = Date.now() + busyTimeoutMs;
     for (;;) {
       try {
-        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs);
+        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch);
       } catch (err) {
         if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
         await new Promise((r) => setTimeout(r, 20));
@@ -51,13 +53,15 @@ export class FencedTransactions {
     readonly lease: Lease,
     private readonly hooks: FencedHooks,
     private readonly busyTimeoutMs = 5000,
+    newEpoch?: number,
   ) {
     conn.exec('BEGIN IMMEDIATE');
     try {
       ensureMetaTable(conn);
       const stored = new MetaStatements(conn).read();
       if (stored.fence > lease.fence) throw new FencedError(lease.fence, stored.fence);
-      conn.prepare('UPDATE _sqlite_ha_meta SET fence = ? WHERE id = 1').run(lease.fence);
+      this.epoch = newEpoch ?? stored.epoch;
+      conn.prepare('UPDATE _sqlite_ha_meta SET fence = ?, epoch = ? WHERE id = 1').run(lease.fence, this.epoch);
       this.lastTxid = stored.txid;
       conn.exec('COMMIT');
     } catch (err) {
@@ -86,17 +90,22 @@ export class FencedTransactions {
   }
 
   private body<T>(fn: () => T): { result: T; txid: number } {
-    let result: T;
+    const result = this.work(fn);
+    return { result, txid: this.commit() };
+  }
+
+  /** Runs fn inside the open transaction; rolls back and rethrows if it throws or is async. */
+  work<T>(fn: () => T): T {
     try {
-      result = fn();
+      const result = fn();
       if (isThenable(result)) {
         throw new TypeError('the write function returned a promise: it must be synchronous (do async work before write())');
       }
+      return result;
     } catch (err) {
       this.rollback();
       throw err;
     }
-    return { result, txid: this.commit() };
   }
 
   /** BEGIN plus the fence check and txid bump; the caller must end with commit() or rollback(). */

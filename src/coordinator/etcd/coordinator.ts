@@ -4,12 +4,13 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
+import { waitKeysGone } from './mutex';
 import type { EtcdCoordinatorOptions } from '../../options';
-import type { AcquireOptions, Coordinator, Lease } from '../types';
+import type { AcquireOptions, Coordinator, Lease, ReaderTicket } from '../types';
 import { createEtcdClient, etcdCall } from './client';
 import { CommitRecord, DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
 import { EtcdLease } from './lease';
-import { enqueue, ownerNode, waitTurn } from './mutex';
+import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { Session } from './session';
 
 export interface EtcdCoordinatorSettings {
@@ -46,10 +47,10 @@ export class EtcdCoordinator implements Coordinator {
           node: this.s.nodeId, pid: process.pid, ttlMs: sess.ttlMs, queuedAt: Date.now(),
         }),
       );
-      const held = await waitTurn(this.client, this.keys, queued, deadline);
+      const held = await waitTurn(this.client, this.keys, queued, deadline, { node: this.s.nodeId, ttlMs: sess.ttlMs });
       const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId);
       await lease.watchQueue();
-      void this.recordAcquisition(held.revision, Date.now() - startedAt);
+      void this.recordAcquisition(held, Date.now() - startedAt);
       return lease;
     } catch (err) {
       // Never leak a waiter key: revoking the session deletes it.
@@ -71,45 +72,93 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async close(): Promise<void> {
+    const reader = this.reader;
+    this.reader = null;
+    if (reader) await reader.then((s) => s.revoke()).catch(() => undefined);
     this.client.close();
   }
 
   /** Writes info and a hand-over record for the CLI; best effort, off the write path. */
-  private async recordAcquisition(fence: number, waitedMs: number): Promise<void> {
+  private async recordAcquisition(held: Held, waitedMs: number): Promise<void> {
     try {
       const now = Date.now();
       const info: DatabaseInfo = { ...this.s.info, node: this.s.nodeId, leaseTtlMs: this.s.leaseTtlMs };
-      const [last, released] = await Promise.all([
-        this.client.kv.range({
-          key: Buffer.from(this.keys.historyPrefix), range_end: prefixEnd(this.keys.historyPrefix),
-          sort_order: 'Descend', sort_target: 'Key', limit: 1,
-        }),
-        this.client.kv.range({ key: Buffer.from(`${this.keys.root}/released`) }),
-      ]);
-      const prev = parseJson<HandoverRecord>(last.kvs[0]?.value);
-      const marker = parseJson<{ fence: number; time: number }>(released.kvs[0]?.value);
-      const clean = prev !== null && marker !== null && marker.fence === prev.fence;
+      const prev = held.previous;
       const record: HandoverRecord = {
-        fence,
+        fence: held.revision,
         node: this.s.nodeId,
         previousNode: prev?.node ?? null,
-        cause: prev === null ? 'first' : clean ? 'released' : 'expired',
+        cause: prev === null ? 'first' : held.cleanHandover ? 'released' : 'expired',
         waitedMs,
-        handoverMs: clean ? Math.max(0, now - marker!.time) : null,
+        handoverMs: held.cleanHandover && held.releasedAt !== null ? Math.max(0, now - held.releasedAt) : null,
         time: now,
       };
       await this.client.kv.txn({
         compare: [],
         success: [
           { request_put: { key: Buffer.from(this.keys.info), value: Buffer.from(JSON.stringify(info)) } },
-          { request_put: { key: Buffer.from(this.keys.historyKey(fence)), value: Buffer.from(JSON.stringify(record)) } },
+          { request_put: { key: Buffer.from(this.keys.historyKey(held.revision)), value: Buffer.from(JSON.stringify(record)) } },
         ],
         failure: [],
       });
-      if (fence % 25 === 0) await this.pruneHistory();
+      if (held.revision % 25 === 0) await this.pruneHistory();
     } catch {
       /* bookkeeping only */
     }
+  }
+
+  /** Lockless mode: one key per read transaction, put only while no writer's gate is closed. */
+  async registerReader(deadline: number): Promise<ReaderTicket> {
+    const session = await this.readerSession();
+    const key = Buffer.from(`${this.keys.readersPrefix}${BigInt(session.leaseId).toString(16)}-${++this.readerSeq}`);
+    const gate = Buffer.from(this.keys.gate);
+    for (;;) {
+      const res = await etcdCall('reader register', () =>
+        this.client.kv.txn({
+          compare: [{ key: gate, target: 'Version', result: 'Equal', version: 0 }],
+          success: [
+            { request_put: { key, value: Buffer.from(this.s.nodeId), lease: session.leaseId } },
+            { request_range: { key: Buffer.from(this.keys.commit) } },
+          ],
+          failure: [],
+        }),
+      );
+      if (res.succeeded) {
+        const revision = res.header.revision;
+        return {
+          commit: parseJson<CommitRecord>(res.responses[1].response_range.kvs[0]?.value),
+          finish: async () => {
+            const done = await etcdCall('reader finish', () =>
+              this.client.kv.txn({
+                compare: [{ key, target: 'Create', result: 'Equal', create_revision: revision }],
+                success: [{ request_delete_range: { key } }],
+                failure: [],
+              }),
+            );
+            return done.succeeded;
+          },
+        };
+      }
+      // A writer is in its commit window: wait for its gate to open (or its lease to expire).
+      const opened = await waitKeysGone(this.client, this.keys.gate, [this.keys.gate], Number(res.header.revision), deadline);
+      if (!opened) throw new AcquireTimeoutError(0, await this.currentHolder().catch(() => null));
+    }
+  }
+
+  private readerSeq = 0;
+  private reader: Promise<Session> | null = null;
+
+  /** One session for all of this node's reader keys, granted on first use, re-granted if lost. */
+  private readerSession(): Promise<Session> {
+    if (!this.reader) {
+      const p = Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs);
+      this.reader = p;
+      p.then(
+        (s) => s.once('lost', () => { if (this.reader === p) this.reader = null; }),
+        () => { if (this.reader === p) this.reader = null; },
+      );
+    }
+    return this.reader;
   }
 
   private async pruneHistory(): Promise<void> {

@@ -8,6 +8,11 @@
  *   <prefix>/<db>/commit               JSON CommitRecord of the last commit, written only while
  *                                      the writer's lock key exists.
  *   <prefix>/<db>/info                 JSON DatabaseInfo written by each holder on acquire.
+ *   <prefix>/<db>/holder               JSON HolderRecord, written in the transaction that confirms
+ *                                      ownership, before the holder touches the file.
+ *   <prefix>/<db>/released             JSON HolderRecord of the last holder that let go cleanly.
+ *   <prefix>/<db>/gate                 lockless mode: exists while the writer commits (no new readers).
+ *   <prefix>/<db>/readers/<id>         lockless mode: one key per read transaction in progress.
  *   <prefix>/<db>/history/<fence>      JSON HandoverRecord, one per acquisition (last 100 kept).
  *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
  */
@@ -25,6 +30,15 @@ export interface CommitRecord {
   fence: number;
   node: string;
   /** Wall clock (ms) of the commit. */
+  time: number;
+  /** Lockless mode: fence of the hand-over that last moved the file to a new inode (0: never). */
+  epoch?: number;
+}
+
+export interface HolderRecord {
+  fence: number;
+  node: string;
+  ttlMs: number;
   time: number;
 }
 
@@ -76,6 +90,18 @@ export class Keys {
   }
   get info(): string {
     return `${this.root}/info`;
+  }
+  get holder(): string {
+    return `${this.root}/holder`;
+  }
+  get released(): string {
+    return `${this.root}/released`;
+  }
+  get gate(): string {
+    return `${this.root}/gate`;
+  }
+  get readersPrefix(): string {
+    return `${this.root}/readers/`;
   }
   get historyPrefix(): string {
     return `${this.root}/history/`;

@@ -5,16 +5,18 @@
  */
 import { EventEmitter } from 'events';
 import type { Etcd3, Watcher } from 'etcd3';
-import { LeaseLostError } from '../../errors';
+import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { Lease } from '../types';
 import { etcdCall } from './client';
-import { CommitRecord, EventRecord, Keys } from './keys';
+import { CommitRecord, EventRecord, HolderRecord, Keys, prefixEnd } from './keys';
+import { waitKeysGone } from './mutex';
 import type { Held } from './mutex';
 import type { Session } from './session';
 
 export class EtcdLease extends EventEmitter implements Lease {
   readonly fence: number;
   readonly commitAtAcquire: CommitRecord | null;
+  readonly cleanHandover: boolean;
   private waiters = new Set<string>();
   private watcher: Watcher | null = null;
   private ended = false;
@@ -29,6 +31,7 @@ export class EtcdLease extends EventEmitter implements Lease {
     super();
     this.fence = held.revision;
     this.commitAtAcquire = held.commit;
+    this.cleanHandover = held.cleanHandover;
     session.once('lost', (reason: Error) => this.markLost(reason));
   }
 
@@ -77,16 +80,47 @@ export class EtcdLease extends EventEmitter implements Lease {
     return this.waiters.size > 0;
   }
 
-  async publishCommit(record: CommitRecord): Promise<boolean> {
-    const key = Buffer.from(this.held.key);
+  private get ownKeyExists() {
+    return { key: Buffer.from(this.held.key), target: 'Create' as const, result: 'Equal' as const, create_revision: this.held.revision };
+  }
+
+  async publishCommit(record: CommitRecord, options: { openGate?: boolean } = {}): Promise<boolean> {
+    const success: NonNullable<Parameters<Etcd3['kv']['txn']>[0]['success']> = [
+      { request_put: { key: Buffer.from(this.keys.commit), value: Buffer.from(JSON.stringify(record)) } },
+    ];
+    if (options.openGate) success.push({ request_delete_range: { key: Buffer.from(this.keys.gate) } });
     const res = await etcdCall('commit publish', () =>
+      this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
+    );
+    return res.succeeded;
+  }
+
+  async openGate(): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(this.keys.gate) }).catch(() => undefined);
+  }
+
+  async closeGate(deadline: number): Promise<void> {
+    const gate = { fence: this.fence, node: this.node, time: Date.now() };
+    const readers = Buffer.from(this.keys.readersPrefix);
+    const res = await etcdCall('gate close', () =>
       this.client.kv.txn({
-        compare: [{ key, target: 'Create', result: 'Equal', create_revision: this.held.revision }],
-        success: [{ request_put: { key: Buffer.from(this.keys.commit), value: Buffer.from(JSON.stringify(record)) } }],
+        compare: [this.ownKeyExists],
+        success: [
+          // Attached to our lease: a writer that dies mid-commit does not block readers forever.
+          { request_put: { key: Buffer.from(this.keys.gate), value: Buffer.from(JSON.stringify(gate)), lease: this.session.leaseId } },
+          { request_range: { key: readers, range_end: prefixEnd(this.keys.readersPrefix), keys_only: true } },
+        ],
         failure: [],
       }),
     );
-    return res.succeeded;
+    if (!res.succeeded) throw new LeaseLostError('our lock key is gone (lease expired or revoked)');
+    const pending = res.responses[1].response_range.kvs.map((kv) => kv.key.toString());
+    if (pending.length === 0) return;
+    const drained = await waitKeysGone(this.client, this.keys.readersPrefix, pending, Number(res.header.revision) + 1, deadline);
+    if (!drained) {
+      await this.openGate();
+      throw new CoordinatorUnavailableError(`${pending.length} registered reader(s) did not finish before the commit deadline`);
+    }
   }
 
   reportEvent(kind: EventRecord['kind'], detail: string): void {
@@ -100,12 +134,12 @@ export class EtcdLease extends EventEmitter implements Lease {
     if (this.ended) return;
     this.end();
     // The marker tells the successor (and `sqlite-ha history`) this was a clean hand-over.
-    const marker = { fence: this.fence, node: this.node, time: Date.now() };
+    const marker: HolderRecord = { fence: this.fence, node: this.node, ttlMs: this.session.ttlMs, time: Date.now() };
     try {
       await this.client.kv.txn({
         compare: [{ key: Buffer.from(this.held.key), target: 'Create', result: 'Equal', create_revision: this.held.revision }],
         success: [
-          { request_put: { key: Buffer.from(`${this.keys.root}/released`), value: Buffer.from(JSON.stringify(marker)) } },
+          { request_put: { key: Buffer.from(this.keys.released), value: Buffer.from(JSON.stringify(marker)) } },
           { request_delete_range: { key: Buffer.from(this.held.key) } },
         ],
         failure: [],

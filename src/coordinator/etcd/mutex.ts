@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, LeaseLostError } from '../../errors';
 import { etcdCall } from './client';
-import { CommitRecord, Keys, parseJson, prefixEnd, LockRecord } from './keys';
+import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd } from './keys';
 
 export interface Queued {
   /** Create revision of our waiter key: the fence token once we hold the lock. */
@@ -18,6 +18,11 @@ export interface Queued {
 export interface Held extends Queued {
   /** Commit record read after we became owner. */
   commit: CommitRecord | null;
+  /** The holder before us, and whether it let go cleanly (released, not expired). */
+  previous: HolderRecord | null;
+  cleanHandover: boolean;
+  /** When the previous holder released (clean hand-overs only). */
+  releasedAt: number | null;
 }
 
 /** Puts our waiter key (attached to leaseId) unless present; returns its create revision. */
@@ -41,7 +46,9 @@ export async function enqueue(client: Etcd3, keys: Keys, leaseId: string, record
  * Waits until every waiter key created before ours is gone, then confirms ours still exists.
  * Gives up at deadline with AcquireTimeoutError naming the current owner.
  */
-export async function waitTurn(client: Etcd3, keys: Keys, q: Queued, deadline: number): Promise<Held> {
+export async function waitTurn(
+  client: Etcd3, keys: Keys, q: Queued, deadline: number, me: Omit<HolderRecord, 'fence' | 'time'>,
+): Promise<Held> {
   const lockPrefix = Buffer.from(keys.lockPrefix);
   const end = prefixEnd(keys.lockPrefix);
   for (;;) {
@@ -60,48 +67,39 @@ export async function waitTurn(client: Etcd3, keys: Keys, q: Queued, deadline: n
     const gone = await waitDelete(client, ahead.key, Number(res.header.revision) + 1, deadline);
     if (!gone) throw new AcquireTimeoutError(0, await ownerNode(client, keys));
   }
+  // One round trip confirms ownership, reads what the previous holder left, and records us as
+  // holder before we touch the file (so our successor can tell a clean hand-over from a crash).
+  const record: HolderRecord = { ...me, fence: q.revision, time: Date.now() };
   const confirm = await etcdCall('lock confirm', () =>
     client.kv.txn({
       compare: [{ key: Buffer.from(q.key), target: 'Create', result: 'Equal', create_revision: q.revision }],
-      success: [{ request_range: { key: Buffer.from(keys.commit) } }],
+      success: [
+        { request_range: { key: Buffer.from(keys.commit) } },
+        { request_range: { key: Buffer.from(keys.holder) } },
+        { request_range: { key: Buffer.from(keys.released) } },
+        { request_put: { key: Buffer.from(keys.holder), value: Buffer.from(JSON.stringify(record)) } },
+      ],
       failure: [],
     }),
   );
   if (!confirm.succeeded) throw new LeaseLostError('our etcd lease expired while queued for the lock');
-  const commitKv = confirm.responses[0].response_range.kvs[0];
+  const [commitKv, holderKv, releasedKv] = confirm.responses.slice(0, 3).map((r) => r.response_range.kvs[0]);
+  const previous = parseJson<HolderRecord>(holderKv?.value);
+  const released = parseJson<HolderRecord>(releasedKv?.value);
+  const clean = previous === null || (released !== null && released.fence === previous.fence);
   return {
     ...q,
     commit: parseJson<CommitRecord>(commitKv?.value),
+    previous,
+    cleanHandover: clean,
+    releasedAt: clean && released ? released.time : null,
   };
 }
 
 /** Resolves true when `key` is deleted (watching from `fromRevision`), false at deadline. */
 function waitDelete(client: Etcd3, key: Buffer, fromRevision: number, deadline: number): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let watcher: { cancel(): Promise<void> } | null = null;
-    const finish = (v: boolean | Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      void watcher?.cancel().catch(() => undefined);
-      if (v instanceof Error) reject(v);
-      else resolve(v);
-    };
-    const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
-    client
-      .watch()
-      .key(key)
-      .startRevision(String(fromRevision))
-      .create()
-      .then((w) => {
-        watcher = w;
-        if (done) void w.cancel().catch(() => undefined);
-        w.on('delete', () => finish(true));
-        w.on('error', (err) => finish(err));
-      })
-      .catch((err) => finish(err));
-  });
+  const k = key.toString();
+  return waitKeysGone(client, k, [k], fromRevision, deadline);
 }
 
 /** Node of the current owner: its LockRecord's node, or '(foreign)' for etcdctl/Go holders. */
@@ -118,4 +116,42 @@ export async function ownerNode(client: Etcd3, keys: Keys): Promise<string | nul
   const kv = res.kvs[0];
   if (!kv) return null;
   return parseJson<LockRecord>(kv.value)?.node ?? `(foreign ${kv.key.toString()})`;
+}
+
+/**
+ * Resolves true once every key in `keys` (under `prefix`) is deleted, watching from
+ * `fromRevision`; false at deadline.
+ */
+export function waitKeysGone(
+  client: Etcd3, prefix: string, keys: string[], fromRevision: number, deadline: number,
+): Promise<boolean> {
+  const pending = new Set(keys);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let watcher: { cancel(): Promise<void> } | null = null;
+    const finish = (v: boolean | Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      void watcher?.cancel().catch(() => undefined);
+      if (v instanceof Error) reject(v);
+      else resolve(v);
+    };
+    const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
+    client
+      .watch()
+      .prefix(prefix)
+      .startRevision(String(fromRevision))
+      .create()
+      .then((w) => {
+        watcher = w;
+        if (done) void w.cancel().catch(() => undefined);
+        w.on('delete', (kv) => {
+          pending.delete(kv.key.toString());
+          if (pending.size === 0) finish(true);
+        });
+        w.on('error', (err) => finish(err));
+      })
+      .catch((err) => finish(err));
+  });
 }

@@ -1,0 +1,86 @@
+/**
+ * Reads in the lockless mode (HAZARDS H3, H4). Every read transaction registers with etcd first
+ * (refused while a writer's gate is closed, so no reader is inside a commit window), reads on a
+ * connection opened after the last published commit (close-to-open: a kept-open handle on sshfs
+ * can stay stale forever), checks that the file's txid and epoch match the published commit, and
+ * ends its registration; if the registration lapsed meanwhile (a paused reader) or SQLite saw
+ * anything odd, the result is discarded, the connection reopened, and the read retried.
+ */
+import type Database from 'better-sqlite3';
+import type { Coordinator } from '../coordinator/types';
+import { StaleViewError } from '../errors';
+import { readMeta } from '../storage/meta';
+
+export interface ReadConnections {
+  readonly ro: Database.Database;
+  reopenReadOnly(): void;
+}
+
+export class LocklessReads {
+  /** txid/epoch the read-only connection was validated at; null forces a reopen. */
+  private validatedAt: { txid: number; epoch: number } | null = null;
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly conns: ReadConnections,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async read<T>(fn: (conn: Database.Database) => T, enter: () => void, leave: () => void): Promise<T> {
+    const deadline = Date.now() + this.timeoutMs;
+    let last = { txid: 0, want: 0 };
+    for (let attempt = 0; ; attempt++) {
+      const ticket = await this.coordinator.registerReader(deadline);
+      const want = { txid: ticket.commit?.txid ?? 0, epoch: ticket.commit?.epoch ?? 0 };
+      let outcome: { ok: true; result: T } | { ok: false; txid: number } = { ok: false, txid: -1 };
+      try {
+        const v = this.validatedAt;
+        if (attempt > 0 || !v || v.txid !== want.txid || v.epoch !== want.epoch) this.conns.reopenReadOnly();
+        outcome = this.once(fn, want, enter, leave);
+      } catch (err) {
+        if (!isStorageGlitch(err)) {
+          await ticket.finish().catch(() => undefined);
+          throw err;
+        }
+      }
+      const intact = await ticket.finish();
+      if (intact && outcome.ok) {
+        this.validatedAt = want;
+        return outcome.result;
+      }
+      this.validatedAt = null;
+      last = { txid: outcome.ok ? want.txid : outcome.txid, want: want.txid };
+      if (Date.now() > deadline) throw new StaleViewError(last.txid, last.want, this.timeoutMs);
+      await new Promise((r) => setTimeout(r, Math.min(200, 10 * (attempt + 1))));
+    }
+  }
+
+  private once<T>(
+    fn: (conn: Database.Database) => T, want: { txid: number; epoch: number }, enter: () => void, leave: () => void,
+  ): { ok: true; result: T } | { ok: false; txid: number } {
+    const conn = this.conns.ro;
+    conn.exec('BEGIN');
+    enter();
+    try {
+      const meta = readMeta(conn);
+      // Registered readers exclude writers, so the file must hold exactly the published commit.
+      if (meta.txid !== want.txid || meta.epoch !== want.epoch) return { ok: false, txid: meta.txid };
+      const result = fn(conn);
+      if (result && typeof (result as { then?: unknown }).then === 'function') {
+        throw new TypeError('the read function returned a promise: it must be synchronous');
+      }
+      return { ok: true, result };
+    } finally {
+      leave();
+      if (conn.inTransaction) conn.exec('COMMIT');
+    }
+  }
+}
+
+/** Errors that mean "this view of the file is not to be trusted", not "your SQL is wrong". */
+function isStorageGlitch(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_IOERR') || code === 'SQLITE_BUSY' || code === 'SQLITE_NOTADB' || code === 'SQLITE_PROTOCOL' ||
+    code === 'SQLITE_SCHEMA');
+}
