@@ -14,7 +14,7 @@ import {
 } from './errors';
 import type { ResolvedOptions } from './options';
 import { HAStatement, StatementHost } from './statement';
-import { assertSafeSql, openReadOnly, openReadWrite, PINNED_PRAGMAS } from './storage/connection';
+import { assertSafeSql, openReadOnly, openReadWrite } from './storage/connection';
 import { readMeta } from './storage/meta';
 import { moveToNewInode } from './lockless/epoch';
 import { LocklessReads } from './lockless/reads';
@@ -194,12 +194,23 @@ export class HADatabase implements StatementHost {
   async release(): Promise<void> {
     this.pinned = false;
     if (this.acquiring) await this.acquiring.catch(() => undefined);
+    if (this.locks === 'none') {
+      // Gated writes span awaits: let go only between them, after those already queued.
+      const p = this.writeChain.then(() => this.releaseNow());
+      this.writeChain = p.catch(() => undefined);
+      return p;
+    }
+    return this.releaseNow();
+  }
+
+  private releaseNow(): Promise<void> {
     const h = this.holding;
-    if (!h) return;
+    if (!h) return Promise.resolve();
     if (this.releasing) return this.releasing;
     this.releasing = (async () => {
-      await h.publisher.flush();
+      // Detach first (no commit can start under h any more), then let pending publishes finish.
       if (this.holding === h) this.detach(h);
+      await h.publisher.flush();
       await h.lease.release();
       this.lease.emit('released', { fence: h.lease.fence });
     })().finally(() => (this.releasing = null));
@@ -252,7 +263,10 @@ export class HADatabase implements StatementHost {
   private scheduleIdleRelease(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
-      if (!this.pinned) void this.release().catch(() => undefined);
+      if (this.pinned) return;
+      const h = this.holding;
+      if (h && (h.manualTxn || h.rw.inTransaction)) this.scheduleIdleRelease(); // not mid-transaction
+      else void this.release().catch(() => undefined);
     }, this.opts.idleReleaseMs);
     this.idleTimer.unref();
   }
@@ -287,7 +301,12 @@ export class HADatabase implements StatementHost {
         await h.publisher.publish(done.txid);
         return done.result;
       }
-      if (Date.now() >= busyDeadline) return h.fenced.run(() => fn(h.rw)).result; // throws SQLITE_BUSY or succeeds
+      if (Date.now() >= busyDeadline) {
+        const last = h.fenced.run(() => fn(h.rw)); // a last blocking wait: throws SQLITE_BUSY or commits
+        this.afterCommit(h);
+        await h.publisher.publish(last.txid);
+        return last.result;
+      }
       await sleep(10);
     }
   }
@@ -426,7 +445,10 @@ export class HADatabase implements StatementHost {
 
   /** One read transaction; fn runs only if the view's txid reaches `want`. */
   private readOnce<T>(fn: (conn: Database.Database) => T, want: number): { fresh: boolean; txid: number; result: T } {
-    const conn = this.currentConnection();
+    // Always the read-only connection, also on the holder: a write slipped into a read callback
+    // must fail, never commit unfenced. The file lock makes it see every commit (H4).
+    this.assertOpen();
+    const conn = this.ro;
     const own = conn.inTransaction;
     if (!own) conn.exec('BEGIN');
     try {
@@ -452,6 +474,7 @@ export class HADatabase implements StatementHost {
   }
 
   currentConnection(): Database.Database {
+    this.assertOpen();
     const h = this.holding;
     // Lockless mode: the read-write connection may sit in an open transaction awaiting the gate.
     return h && h.lease.valid && this.locks !== 'none' ? h.rw : this.ro;
@@ -469,6 +492,18 @@ export class HADatabase implements StatementHost {
     assertSafeSql(sql);
     if (this.transactionControl(sql)) return this;
     const h = this.holding;
+    const begin = /^\s*BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;/i.exec(sql);
+    if (begin && h?.lease.valid && !h.rw.inTransaction) {
+      // exec('BEGIN; ...; COMMIT') as better-sqlite3 code writes it: fenced BEGIN, body, checked COMMIT.
+      // Like SQLite, an error in the body leaves the transaction open for the caller to roll back.
+      this.transactionControl(begin[0]);
+      const rest = sql.slice(begin[0].length);
+      const end = /;?\s*(COMMIT|END)(\s+TRANSACTION)?\s*;?\s*$/i.exec(rest);
+      const body = end ? rest.slice(0, end.index) : rest;
+      if (body.trim()) h.rw.exec(body);
+      if (end) this.transactionControl('COMMIT');
+      return this;
+    }
     if (h?.lease.valid) this.runWrite('exec()', () => h.rw.exec(sql));
     else this.runRead(() => this.ro.exec(sql));
     return this;
@@ -510,15 +545,12 @@ export class HADatabase implements StatementHost {
   pragma(source: string, options?: Database.PragmaOptions): unknown {
     if (typeof source !== 'string') throw new TypeError('Expected first argument to be a string');
     this.assertOpen();
+    assertSafeSql(`PRAGMA ${source}`);
     const m = /^\s*(?:\w+\.)?(\w+)\s*(=|\()?/.exec(source);
     const name = m?.[1].toLowerCase() ?? '';
-    const assigns = Boolean(m?.[2]);
-    if (assigns && (PINNED_PRAGMAS as readonly string[]).includes(name)) {
-      throw new UnsafeStorageError(
-        `PRAGMA ${name} is pinned by sqlite-ha (rollback journal, synchronous=FULL, locking_mode=NORMAL; ` +
-          'HAZARDS H1); set journalMode in open() options instead',
-      );
-    }
+    // `name = v` and `name(v)` set a value, except for the pragmas whose argument is a table or
+    // index to read about; anything unparseable is treated as a write (fenced).
+    const assigns = !m || /=/.test(source) || (m[2] === '(' && !READ_ARG_PRAGMAS.has(name));
     const h = this.holding;
     if (assigns && h?.lease.valid && !h.rw.inTransaction && !CONNECTION_PRAGMAS.has(name)) {
       return this.runWrite('pragma()', () => h.rw.pragma(source, options));
@@ -621,6 +653,12 @@ export class HADatabase implements StatementHost {
     );
   }
 }
+
+/** Pragmas whose parenthesised argument names something to read about, not a value to set. */
+const READ_ARG_PRAGMAS = new Set([
+  'table_info', 'table_xinfo', 'table_list', 'index_info', 'index_xinfo', 'index_list', 'foreign_key_list',
+  'foreign_key_check', 'integrity_check', 'quick_check',
+]);
 
 /** Pragmas that set per-connection state rather than write to the file. */
 const CONNECTION_PRAGMAS = new Set([

@@ -8,7 +8,8 @@ import type { Coordinator } from './coordinator/types';
 import { HADatabase, LocksInUse } from './database';
 import { UnsafeStorageError } from './errors';
 import { OpenOptions, resolveOptions, ResolvedOptions } from './options';
-import { prepareFile } from './storage/connection';
+import { openReadOnly, prepareFile } from './storage/connection';
+import { readMeta } from './storage/meta';
 import { lockVerdictFor } from './storage/mounts';
 
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
@@ -41,7 +42,16 @@ function decideLocks(opts: ResolvedOptions): LocksInUse {
 
 function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator {
   const c = opts.coordinator;
-  if (c.kind === 'lockfile') return new LockfileCoordinator(opts.path, c.staleMs ?? 10000, opts.nodeId);
+  if (c.kind === 'lockfile') {
+    return new LockfileCoordinator(opts.path, c.staleMs ?? 10000, opts.nodeId, () => {
+      const conn = openReadOnly(opts);
+      try {
+        return readMeta(conn).fence;
+      } finally {
+        conn.close();
+      }
+    });
+  }
   return new EtcdCoordinator({
     options: c,
     name: opts.name,

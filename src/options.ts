@@ -203,7 +203,8 @@ function int(
 function rejectUnknown(scope: string, obj: Record<string, unknown>, known: string[]): void {
   for (const k of Object.keys(obj)) {
     if (!known.includes(k)) {
-      throw new InvalidOptionError(`${scope}.${k}`, obj[k], `one of the known options: ${known.join(', ')}`);
+      // The value is not echoed: a misspelt key may hold credentials.
+      throw new InvalidOptionError(`${scope}.${k}`, '(value not shown)', `one of the known options: ${known.join(', ')}`);
     }
   }
 }

@@ -71,17 +71,32 @@ export function openReadWrite(s: ConnectionSettings, opts: { noCacheSpill?: bool
   }
 }
 
-const PINNED_RE = new RegExp(
-  String.raw`\bPRAGMA\s+(?:["\x60\[]?\w+["\x60\]]?\s*\.\s*)?["\x60\[]?(${PINNED_PRAGMAS.join('|')})["\x60\]]?\s*(=|\()`,
-  'i',
-);
+/**
+ * Canonical form for spotting pragma assignments however they are spelt: comments become spaces,
+ * identifier quotes ("x", 'x', `x`, [x]) go, spaces around dots go, case is folded.
+ */
+function canonicalSql(sql: string): string {
+  return sql
+    .replace(/\/\*[\s\S]*?(\*\/|$)/g, ' ')
+    .replace(/--[^\n]*/g, ' ')
+    .replace(/["'`\[\]]/g, '')
+    .replace(/\s*\.\s*/g, '.')
+    .toLowerCase();
+}
 
-/** Throws UnsafeStorageError if SQL would set a pinned pragma (reading them is fine). */
+const PINNED_RE = new RegExp(String.raw`\bpragma\s+(?:\w+\.)?(${PINNED_PRAGMAS.join('|')})\s*(=|\()`);
+
+/** The pinned pragma that SQL would set, or null (reading them is fine). */
+export function pinnedPragmaSet(sql: string): string | null {
+  return PINNED_RE.exec(canonicalSql(sql))?.[1] ?? null;
+}
+
+/** Throws UnsafeStorageError if SQL would set a pinned pragma. */
 export function assertSafeSql(sql: string): void {
-  const m = PINNED_RE.exec(sql);
-  if (m) {
+  const name = pinnedPragmaSet(sql);
+  if (name) {
     throw new UnsafeStorageError(
-      `PRAGMA ${m[1].toLowerCase()} is pinned by sqlite-ha (rollback journal, synchronous=FULL, ` +
+      `PRAGMA ${name} is pinned by sqlite-ha (rollback journal, synchronous=FULL, ` +
         'locking_mode=NORMAL; HAZARDS H1); set journalMode in open() options instead',
     );
   }

@@ -39,7 +39,8 @@ export class MetaStatements {
 export function ensureMetaTable(conn: Database.Database): void {
   conn.exec(
     `CREATE TABLE IF NOT EXISTS ${META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), ` +
-      'fence INTEGER NOT NULL, txid INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0);' +
+      // WITHOUT ROWID: creating the row must not change the connection's last_insert_rowid.
+      'fence INTEGER NOT NULL, txid INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;' +
       `INSERT OR IGNORE INTO ${META_TABLE} (id, fence, txid, epoch) VALUES (1, 0, 0, 0)`,
   );
 }

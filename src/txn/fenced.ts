@@ -111,18 +111,18 @@ export class FencedTransactions {
   /** BEGIN plus the fence check and txid bump; the caller must end with commit() or rollback(). */
   begin(mode: BeginMode = 'IMMEDIATE'): void {
     const deadline = Date.now() + this.busyTimeoutMs;
-    while (!this.tryBegin(mode)) {
-      if (Date.now() >= deadline) this.stmts[mode].run(); // one last wait; throws SQLITE_BUSY
+    while (!this.tryBegin(mode, Date.now() >= deadline)) {
+      /* each try waits one busy slice inside SQLite */
     }
   }
 
-  /** begin() that returns false instead of waiting past one busy slice. */
-  tryBegin(mode: BeginMode = 'IMMEDIATE'): boolean {
+  /** begin() that returns false instead of waiting past one busy slice (throws if `last`). */
+  tryBegin(mode: BeginMode = 'IMMEDIATE', last = false): boolean {
     this.assertLeaseUsable();
     try {
       this.stmts[mode].run();
     } catch (err) {
-      if (isBusy(err)) return false;
+      if (isBusy(err) && !last) return false;
       throw err;
     }
     try {

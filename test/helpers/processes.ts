@@ -3,6 +3,7 @@ import { ChildProcess, spawn } from 'child_process';
 import * as path from 'path';
 
 export interface NodeEvent {
+  [field: string]: unknown;
   ev: string;
   seq?: number;
   fence?: number;
@@ -19,8 +20,8 @@ export class NodeProcess {
   private listeners: (() => void)[] = [];
   stderr = '';
 
-  constructor(config: Record<string, unknown>) {
-    const script = path.join(__dirname, '..', 'fixtures', 'ha-node.js');
+  constructor(config: Record<string, unknown>, fixture = 'ha-node.js') {
+    const script = path.join(__dirname, '..', 'fixtures', fixture);
     this.proc = spawn(process.execPath, [script, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.proc.stdout!.on('data', (d) => {

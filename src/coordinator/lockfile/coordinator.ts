@@ -21,7 +21,13 @@ export class LockfileCoordinator implements Coordinator {
   /** Beside the lock directory, not in it: proper-lockfile removes the directory with rmdir. */
   readonly holderPath: string;
 
-  constructor(private readonly dbPath: string, private readonly staleMs: number, private readonly nodeId: string) {
+  /** storedFence reads the fence in the database, so a lost counter file cannot reissue tokens. */
+  constructor(
+    private readonly dbPath: string,
+    private readonly staleMs: number,
+    private readonly nodeId: string,
+    private readonly storedFence: () => number,
+  ) {
     this.lockPath = `${dbPath}.sqlite-ha.lock`;
     this.fencePath = `${dbPath}.sqlite-ha.fence`;
     this.holderPath = `${dbPath}.sqlite-ha.holder`;
@@ -60,7 +66,7 @@ export class LockfileCoordinator implements Coordinator {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    const next = last + 1;
+    const next = Math.max(last, this.storedFence()) + 1;
     const tmp = `${this.fencePath}.tmp`;
     const fd = fs.openSync(tmp, 'w');
     try {
