@@ -60,6 +60,10 @@ export interface DatabaseView {
   lastHandover: HandoverRecord | null;
   /** The last event of each kind, newest first. */
   events: EventRecord[];
+  /** Lockless mode: read transactions registered in etcd right now. */
+  readers: number;
+  /** Lockless mode: the writer's commit gate is closed (a commit is in progress, new reads wait). */
+  committing: boolean;
 }
 
 export interface ClusterView {
@@ -109,7 +113,7 @@ export async function readQueueLeases(client: Etcd3, prefix: string, kvs: Iterab
   return leases;
 }
 
-export type KeyKind = 'lock' | 'commit' | 'info' | 'history' | 'event' | 'other';
+export type KeyKind = 'lock' | 'commit' | 'info' | 'history' | 'event' | 'reader' | 'gate' | 'other';
 
 /** Which database a key belongs to and what it is, or null when it is not under the prefix. */
 export function classify(prefix: string, key: string): { db: string; kind: KeyKind } | null {
@@ -122,6 +126,8 @@ export function classify(prefix: string, key: string): { db: string; kind: KeyKi
   else if (rest === '/info') kind = 'info';
   else if (rest.startsWith('/history/')) kind = 'history';
   else if (rest.startsWith('/events/')) kind = 'event';
+  else if (rest.startsWith('/readers/')) kind = 'reader';
+  else if (rest === '/gate') kind = 'gate';
   return { db, kind };
 }
 
@@ -139,6 +145,8 @@ export function deriveView(
     info: DatabaseInfo | null;
     lastHandover: HandoverRecord | null;
     events: EventRecord[];
+    readers: number;
+    committing: boolean;
   }
   const dbs = new Map<string, Acc>();
   for (const kv of kvs) {
@@ -146,7 +154,7 @@ export function deriveView(
     if (!c) continue;
     let acc = dbs.get(c.db);
     if (!acc) {
-      acc = { locks: [], commit: null, info: null, lastHandover: null, events: [] };
+      acc = { locks: [], commit: null, info: null, lastHandover: null, events: [], readers: 0, committing: false };
       dbs.set(c.db, acc);
     }
     switch (c.kind) {
@@ -169,6 +177,12 @@ export function deriveView(
         if (e) acc.events.push(e);
         break;
       }
+      case 'reader':
+        acc.readers++;
+        break;
+      case 'gate':
+        acc.committing = true;
+        break;
     }
   }
   const databases: DatabaseView[] = [];
@@ -191,6 +205,8 @@ export function deriveView(
       info: acc.info,
       lastHandover: acc.lastHandover,
       events: acc.events.sort((a, b) => b.time - a.time),
+      readers: acc.readers,
+      committing: acc.committing,
     });
   }
   return { prefix, revision, time: now, databases };
@@ -239,6 +255,8 @@ export function viewToJson(view: ClusterView): object {
       info: d.info,
       lastHandover: d.lastHandover ? { ...d.lastHandover, time: iso(d.lastHandover.time) } : null,
       events: d.events.map((e) => ({ ...e, time: iso(e.time) })),
+      readers: d.readers,
+      committing: d.committing,
     })),
   };
 }

@@ -19,6 +19,13 @@ export function clock(ms: number): string {
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
 
+/** Local date and time of day with milliseconds. */
+export function dateTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${clock(ms)}`;
+}
+
 /** `[#######.....]` showing `left` of `total`. */
 export function ttlBar(left: number | null, total: number | null, width: number): string {
   if (left === null || !total || total <= 0) return '[' + ' '.repeat(width) + ']';

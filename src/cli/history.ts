@@ -7,7 +7,7 @@ import type { HandoverRecord } from '../coordinator/etcd/keys';
 import { Keys, EventRecord, parseJson, prefixEnd } from '../coordinator/etcd/keys';
 import { classify } from './cluster-state';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
-import { clock, duration, styleFor, table } from './format';
+import { dateTime, duration, styleFor, table } from './format';
 
 export interface HistoryOptions {
   db?: string;
@@ -75,7 +75,7 @@ export async function runHistory(s: ConnectionSettings, opts: HistoryOptions, ou
   const lines = table(
     ['TIME', 'DATABASE', 'FENCE', 'NODE', 'PREVIOUS', 'CAUSE', 'WAITED', 'HAND-OVER'],
     rows.map((r) => [
-      `${new Date(r.time).toISOString().slice(0, 10)} ${clock(r.time)}`,
+      dateTime(r.time),
       r.db,
       String(r.fence),
       r.node,

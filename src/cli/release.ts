@@ -104,6 +104,8 @@ function ask(io: ReleaseIo, prompt: string): Promise<string | null> {
     io.out.write(prompt);
     rl.once('line', (line) => {
       answered = true;
+      // A terminal echoes the answer itself; a pipe does not.
+      if (!(io.input as NodeJS.ReadStream).isTTY) io.out.write(line + '\n');
       rl.close();
       resolve(line);
     });

@@ -33,7 +33,7 @@ export function renderStatus(view: ClusterView, out: NodeJS.WriteStream): string
     ttlText(d),
     d.waiters.length ? d.waiters.map((w, i) => `${i + 1}.${w.node}`).join(' ') : '-',
     d.lastCommit ? `txid ${d.lastCommit.txid} by ${d.lastCommit.node}, ${duration(d.lastCommit.ageMs)} ago` : '-',
-    d.storageMode === 'none' ? 'lockless' : d.storageMode ?? '-',
+    d.storageMode === 'none' ? 'none (lockless)' : d.storageMode ?? '-',
   ]);
   return [
     ...table(['DATABASE', 'HOLDER', 'FENCE', 'TTL LEFT', 'WAITERS', 'LAST COMMIT', 'LOCKS'], rows),

@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+/**
+ * The `sqlite-ha` command: wiring only. Each command lives in its own file; connection settings
+ * come from flags or the environment (connection.ts). Exit codes: 0 ok, 1 a finding or a failure,
+ * 2 a usage error.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+// Commands are loaded when run: usage errors and --help stay fast and never load gRPC.
+import { EtcdAccessError, GlobalFlags, UsageError, resolveConnection } from './settings';
+
+const ENV_HELP = `
+Environment (flags win):
+  SQLITE_HA_ETCD_ENDPOINTS       comma-separated etcd URLs (default ${'http://127.0.0.1:2379'})
+  SQLITE_HA_PREFIX               key prefix (default /sqlite-ha)
+  SQLITE_HA_ETCD_CA, _CERT, _KEY TLS files (PEM)
+  SQLITE_HA_ETCD_USER            etcd user
+  SQLITE_HA_ETCD_PASSWORD        etcd password (or SQLITE_HA_ETCD_PASSWORD_FILE); never printed
+  SQLITE_HA_ETCD_TIMEOUT_MS      deadline of each etcd call (default 3000)
+
+Exit codes: 0 ok, 1 finding or failure (etcd unreachable included), 2 usage error.`;
+
+function intArg(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+function version(): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function buildProgram(setCode: (code: number) => void): Command {
+  const program = new Command('sqlite-ha');
+  program
+    .description('Watch and operate sqlite-ha write leases in etcd.')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({
+      writeOut: (str) => process.stdout.write(str),
+      writeErr: (str) => process.stderr.write(str),
+    })
+    .addOption(new Option('--endpoints <urls>', 'comma-separated etcd URLs').env('SQLITE_HA_ETCD_ENDPOINTS'))
+    .addOption(new Option('--prefix <prefix>', 'etcd key prefix (default: /sqlite-ha)').env('SQLITE_HA_PREFIX'))
+    .addOption(new Option('--ca <file>', 'CA certificate (PEM) for TLS').env('SQLITE_HA_ETCD_CA'))
+    .addOption(new Option('--cert <file>', 'client certificate (PEM)').env('SQLITE_HA_ETCD_CERT'))
+    .addOption(new Option('--key <file>', 'client key (PEM)').env('SQLITE_HA_ETCD_KEY'))
+    .addOption(new Option('--user <name>', 'etcd user (password from SQLITE_HA_ETCD_PASSWORD or --password-file)').env('SQLITE_HA_ETCD_USER'))
+    .addOption(new Option('--password-file <file>', 'file holding the etcd password').env('SQLITE_HA_ETCD_PASSWORD_FILE'))
+    .addOption(new Option('--timeout <ms>', 'deadline of each etcd call in ms (default: 3000)').env('SQLITE_HA_ETCD_TIMEOUT_MS'))
+    .addHelpText('after', ENV_HELP);
+
+  const settingsOf = (cmd: Command) => resolveConnection(cmd.optsWithGlobals() as GlobalFlags, process.env);
+
+  program
+    .command('status')
+    .description('every database under the prefix: holder, fence, lease TTL left, waiters, last commit, storage mode')
+    .option('--json', 'stable JSON for scripts')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { runStatus } = await import('./status');
+      setCode(await runStatus(settingsOf(cmd), opts, process.stdout));
+    });
+
+  program
+    .command('monitor')
+    .description('live view driven by an etcd watch (redraws on a terminal, JSON lines otherwise)')
+    .option('--json', 'JSON lines even on a terminal')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port (0: any free port)', intArg('--metrics-port', 0, 65535))
+    .option('--metrics-host <host>', 'address for the metrics server', '0.0.0.0')
+    .option('--events <n>', 'events kept in the terminal view', intArg('--events', 1, 10000), 200)
+    .action(async (opts: { json?: boolean; metricsPort?: number; metricsHost: string; events: number }, cmd: Command) => {
+      const { runMonitor } = await import('./monitor');
+      setCode(await runMonitor(settingsOf(cmd), opts, { out: process.stdout, err: process.stderr, input: process.stdin }));
+    });
+
+  program
+    .command('history')
+    .description('recent hand-overs, newest first, with latency and cause (released, expired, lost)')
+    .option('--db <name>', 'only this database')
+    .option('--limit <n>', 'at most this many rows', intArg('--limit', 1, 100000), 20)
+    .option('--json', 'JSON array')
+    .action(async (opts: { db?: string; limit: number; json?: boolean }, cmd: Command) => {
+      const { runHistory } = await import('./history');
+      setCode(await runHistory(settingsOf(cmd), opts, process.stdout));
+    });
+
+  program
+    .command('release')
+    .description("revoke a stuck holder's lease so the next waiter proceeds")
+    .argument('<db>', 'database name (as shown by status)')
+    .option('--force', 'required: you mean to take the lease from its holder')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (db: string, opts: { force?: boolean; yes?: boolean }, cmd: Command) => {
+      const { runRelease } = await import('./release');
+      setCode(await runRelease(settingsOf(cmd), db, opts, { input: process.stdin, out: process.stdout, err: process.stderr }));
+    });
+
+  program
+    .command('doctor')
+    .description('check a database path: filesystem, lock trust, journal mode, fsync latency, clock offset, lease settings')
+    .argument('<path>', 'database file (it need not exist yet)')
+    .option('--json', 'JSON report')
+    .option('--name <db>', 'database name in etcd (default: the file name)')
+    .option('--lease-ttl-ms <ms>', 'lease TTL to judge (default: from etcd info, else 5000)', intArg('--lease-ttl-ms', 1, 3_600_000))
+    .option('--safety-margin-ms <ms>', 'safety margin to judge (default: min(1000, TTL/4))', intArg('--safety-margin-ms', 0, 3_600_000))
+    .option('--fsync-samples <n>', 'fsyncs to time', intArg('--fsync-samples', 1, 1000), 20)
+    .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number }, cmd: Command) => {
+      const { runDoctor } = await import('./doctor');
+      setCode(await runDoctor(settingsOf(cmd), file, opts, process.stdout));
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram((c) => (code = c));
+  try {
+    if (argv.length <= 2) {
+      program.outputHelp({ error: true });
+      return 2;
+    }
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return 2; // commander already printed the error and the usage
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`sqlite-ha: ${err.message}\nRun 'sqlite-ha --help' for usage.\n`);
+      return 2;
+    }
+    if (err instanceof EtcdAccessError) {
+      process.stderr.write(`sqlite-ha: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`sqlite-ha: ${(err as Error)?.message ?? String(err)}\n`);
+    if (process.env.SQLITE_HA_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+  });
+  main(process.argv).then(
+    (code) => process.stdout.write('', () => process.exit(code)),
+    (err) => {
+      process.stderr.write(`sqlite-ha: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
