@@ -184,7 +184,7 @@ export class HADatabase implements StatementHost {
       await lease.closeGate(deadline);
       return undefined;
     }
-    await sleep(this.opts.leaseTtlMs + this.opts.safetyMarginMs);
+    await sleep(Math.max(this.opts.leaseTtlMs, lease.previousTtlMs ?? 0) + this.opts.safetyMarginMs);
     await lease.closeGate(Date.now() + this.opts.acquireTimeoutMs);
     moveToNewInode(this.opts, lease.fence);
     return lease.fence;
@@ -204,9 +204,10 @@ export class HADatabase implements StatementHost {
   }
 
   private releaseNow(): Promise<void> {
+    // An in-flight release has already detached: callers (close()) must wait for its revoke.
+    if (this.releasing) return this.releasing;
     const h = this.holding;
     if (!h) return Promise.resolve();
-    if (this.releasing) return this.releasing;
     this.releasing = (async () => {
       // Detach first (no commit can start under h any more), then let pending publishes finish.
       if (this.holding === h) this.detach(h);

@@ -111,7 +111,7 @@ function locksFinding(verdict: LockVerdict): Finding {
   if (verdict.trusted) {
     return { check: 'locks', verdict: 'ok', summary: `cross-host locks can be trusted: ${verdict.reason}`, advice: null, data };
   }
-  const fix = (verdict.advice ?? '').replace(/,? or the lockless mode when it is available/, '');
+  const fix = verdict.advice ?? '';
   return {
     check: 'locks', verdict: 'warn',
     summary: `cross-host locks cannot be trusted: ${verdict.reason}. With the etcd coordinator sqlite-ha runs this file ` +

@@ -72,7 +72,7 @@ export class EtcdCluster {
     try {
       await cluster.waitHealthy();
     } catch (err) {
-      await cluster.stop();
+      await cluster.stop({ keepData: true }); // the error message points at the member logs
       throw err;
     }
     return cluster;
@@ -103,7 +103,8 @@ export class EtcdCluster {
         '--logger', 'zap',
         '--log-outputs', 'stderr',
       ],
-      { stdio: ['ignore', log, log] },
+      // Own process group: a Ctrl-C in the terminal must not stop etcd before the nodes let go.
+      { stdio: ['ignore', log, log], detached: true },
     );
     fs.closeSync(log);
     m.process.on('error', () => undefined);

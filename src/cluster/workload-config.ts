@@ -55,7 +55,7 @@ export const WORKLOAD_SETTINGS: readonly Setting[] = [
   { key: 'durationMs', flag: '--duration-ms <ms>', env: 'SQLITE_HA_DURATION_MS', help: 'run time, 0 = until SIGTERM/SIGINT', dflt: '0' },
   { key: 'maxWrites', flag: '--max-writes <n>', env: 'SQLITE_HA_MAX_WRITES', help: 'append attempts, 0 = no limit', dflt: '0' },
   { key: 'readEvery', flag: '--read-every <n>', env: 'SQLITE_HA_READ_EVERY', help: 'linearizable count(*) every N acked appends, 0 = never', dflt: '5' },
-  { key: 'leaseTtlMs', flag: '--lease-ttl-ms <ms>', env: 'SQLITE_HA_LEASE_TTL_MS', help: 'write lease TTL', dflt: '5000' },
+  { key: 'leaseTtlMs', flag: '--lease-ttl-ms <ms>', env: 'SQLITE_HA_LEASE_TTL_MS', help: 'write lease TTL (lockfile: stale time of the lock)', dflt: '5000' },
   { key: 'acquireTimeoutMs', flag: '--acquire-timeout-ms <ms>', env: 'SQLITE_HA_ACQUIRE_TIMEOUT_MS', help: 'longest wait for the lease per append', dflt: '10000' },
   { key: 'heartbeatFile', flag: '--heartbeat-file <path>', env: 'SQLITE_HA_HEARTBEAT_FILE', help: 'file touched every loop turn (for healthchecks)' },
 ];

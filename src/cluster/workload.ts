@@ -83,7 +83,8 @@ async function run(cfg: WorkloadConfig, stop: StopSignal, tally: Tally): Promise
   let db: Db;
   try {
     db = await open(cfg.dbPath, {
-      coordinator: cfg.coordinator,
+      // The lockfile coordinator has no lease TTL; its stale time plays that part (takeover after a crash).
+      coordinator: cfg.coordinator.kind === 'lockfile' ? { kind: 'lockfile', staleMs: cfg.leaseTtlMs } : cfg.coordinator,
       nodeId: node,
       leaseTtlMs: cfg.leaseTtlMs,
       acquireTimeoutMs: cfg.acquireTimeoutMs,

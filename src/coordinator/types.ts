@@ -35,6 +35,8 @@ export interface Lease extends EventEmitter {
   readonly commitAtAcquire: CommitRecord | null;
   /** False when the previous holder's lease expired instead of being released (a crash or pause). */
   readonly cleanHandover: boolean;
+  /** The previous holder's lease TTL, when known (lockless mode waits it out after a crash). */
+  readonly previousTtlMs: number | null;
   /** Publishes a commit record; resolves false if the lease no longer exists. */
   publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
   /**

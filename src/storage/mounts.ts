@@ -68,7 +68,7 @@ export function judgeMount(mount: MountInfo): LockVerdict {
   }
   if (t.startsWith('fuse')) {
     return untrusted(mount, `${where} is a FUSE filesystem: its locks do not reach other hosts`,
-      'use NFS with locking, or the lockless mode when it is available');
+      "use NFS with locking, or the lockless mode (locks: 'none', with the etcd coordinator)");
   }
   if (t === 'cifs' || t === 'smb3' || t === '9p' || t === 'ceph' || t === 'glusterfs') {
     return untrusted(mount, `${where}: ${t} lock semantics are not verified for SQLite`,

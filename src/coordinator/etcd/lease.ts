@@ -17,6 +17,7 @@ export class EtcdLease extends EventEmitter implements Lease {
   readonly fence: number;
   readonly commitAtAcquire: CommitRecord | null;
   readonly cleanHandover: boolean;
+  readonly previousTtlMs: number | null;
   private waiters = new Set<string>();
   private watcher: Watcher | null = null;
   private ended = false;
@@ -32,6 +33,7 @@ export class EtcdLease extends EventEmitter implements Lease {
     this.fence = held.revision;
     this.commitAtAcquire = held.commit;
     this.cleanHandover = held.cleanHandover;
+    this.previousTtlMs = held.previous?.ttlMs ?? null;
     session.once('lost', (reason: Error) => this.markLost(reason));
   }
 

@@ -108,6 +108,7 @@ class LockfileLease extends EventEmitter implements Lease {
   readonly hasWaiters = false;
   // The lockfile coordinator only runs where file locks work, so a crash needs no extra wait.
   readonly cleanHandover = true;
+  readonly previousTtlMs = null;
   private ended = false;
 
   constructor(readonly fence: number, private readonly unlock: () => Promise<void>, private readonly staleMs: number) {
