@@ -1,0 +1,45 @@
+/**
+ * The built package loads both ways, by its own name (package.json "exports"), with declarations.
+ * Runs against dist/, which `npm test` builds first.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const root = path.join(__dirname, '..', '..');
+const API = ['open', 'FencedError', 'LeaseLostError', 'NotLeaseHolderError', 'CoordinatorUnavailableError',
+  'AcquireTimeoutError', 'UnsafeStorageError', 'CommitOutcomeUnknownError'];
+
+function node(args: string[]): string {
+  return execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
+}
+
+test("require('sqlite-ha') loads the CommonJS build with the documented exports", () => {
+  const out = node(['-e', "const m = require('sqlite-ha'); console.log(JSON.stringify(Object.keys(m)))"]);
+  expect(JSON.parse(out)).toEqual(expect.arrayContaining(API));
+});
+
+test("import('sqlite-ha') loads the ESM entry with the same exports", () => {
+  const out = node(['--input-type=module', '-e',
+    "import * as m from 'sqlite-ha'; import { open } from 'sqlite-ha'; console.log(JSON.stringify([typeof open, ...Object.keys(m)]))"]);
+  const [openType, ...names] = JSON.parse(out);
+  expect(openType).toBe('function');
+  expect(names).toEqual(expect.arrayContaining(API));
+});
+
+test('type declarations ship next to the build', () => {
+  const dts = fs.readFileSync(path.join(root, 'dist', 'index.d.ts'), 'utf8');
+  for (const name of API) expect(dts).toContain(name);
+  expect(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).types).toBe('dist/index.d.ts');
+});
+
+test('errors carry stable codes', () => {
+  const out = node(['-e', `const m = require('sqlite-ha');
+    console.log(JSON.stringify([new m.FencedError(1, 2).code, new m.LeaseLostError('x').code,
+      new m.NotLeaseHolderError('x').code, new m.CoordinatorUnavailableError('x').code,
+      new m.AcquireTimeoutError(1, null).code, new m.UnsafeStorageError('x').code,
+      new m.CommitOutcomeUnknownError({}).code]))`]);
+  expect(JSON.parse(out)).toEqual(['SQLITE_HA_FENCED', 'SQLITE_HA_LEASE_LOST', 'SQLITE_HA_NOT_LEASE_HOLDER',
+    'SQLITE_HA_COORDINATOR_UNAVAILABLE', 'SQLITE_HA_ACQUIRE_TIMEOUT', 'SQLITE_HA_UNSAFE_STORAGE',
+    'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN']);
+});
