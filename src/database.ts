@@ -9,13 +9,15 @@ import type Database from 'better-sqlite3';
 import { EventEmitter } from 'events';
 import type { Coordinator, Lease } from './coordinator/types';
 import {
-  ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError, NotLeaseHolderError,
+  AcquireTimeoutError, ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError, NotLeaseHolderError,
   StaleViewError, UnsafeStorageError,
 } from './errors';
 import type { ResolvedOptions } from './options';
+import { LeaseStatus } from './lease-status';
 import { HAStatement, StatementHost } from './statement';
 import { assertSafeSql, openReadOnly, openReadWrite } from './storage/connection';
 import { readMeta } from './storage/meta';
+import { commitGated } from './lockless/commit';
 import { moveToNewInode } from './lockless/epoch';
 import { LocklessReads } from './lockless/reads';
 import { CommitPublisher } from './txn/commit-publisher';
@@ -23,30 +25,6 @@ import { BeginMode, FencedTransactions } from './txn/fenced';
 
 export type Consistency = 'local' | 'linearizable';
 export type LocksInUse = 'trusted' | 'none';
-
-/** Live view of this node's lease; emits `acquired`, `released`, `lost`. */
-export class LeaseStatus extends EventEmitter {
-  /** @internal */ current: Lease | null = null;
-  /** @internal */ lastHolder: string | null = null;
-  constructor(private readonly nodeId: string) {
-    super();
-  }
-  get held(): boolean {
-    return this.current?.valid ?? false;
-  }
-  get fence(): number | null {
-    return this.held ? this.current!.fence : null;
-  }
-  get expiresInMs(): number | null {
-    return this.held ? Math.max(0, this.current!.expiresAt - Date.now()) : null;
-  }
-  get holder(): string | null {
-    return this.held ? this.nodeId : this.lastHolder;
-  }
-  toJSON() {
-    return { held: this.held, fence: this.fence, expiresInMs: this.expiresInMs, holder: this.holder };
-  }
-}
 
 interface Registration {
   apply(conn: Database.Database): void;
@@ -121,7 +99,13 @@ export class HADatabase implements StatementHost {
 
   private async doAcquire(): Promise<void> {
     if (this.releasing) await this.releasing;
-    const lease = await this.coordinator.acquire({ timeoutMs: this.opts.acquireTimeoutMs });
+    let lease: Lease;
+    try {
+      lease = await this.coordinator.acquire({ timeoutMs: this.opts.acquireTimeoutMs });
+    } catch (err) {
+      if (err instanceof AcquireTimeoutError) this.lease.lastHolder = err.holder;
+      throw err;
+    }
     let rw: Database.Database | null = null;
     try {
       if (this.closed) throw new ClosedError();
@@ -213,6 +197,7 @@ export class HADatabase implements StatementHost {
       if (this.holding === h) this.detach(h);
       await h.publisher.flush();
       await h.lease.release();
+      this.lease.lastHolder = null; // no longer known
       this.lease.emit('released', { fence: h.lease.fence });
     })().finally(() => (this.releasing = null));
     return this.releasing;
@@ -289,73 +274,38 @@ export class HADatabase implements StatementHost {
   async write<T>(fn: (conn: Database.Database) => T): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('db.write(fn) expects a synchronous function');
     this.assertOpen();
-    if (this.locks === 'none') return this.writeGated(fn);
+    this.assertNotInRead('db.write()');
+    if (this.locks === 'trusted') return this.writeOnce(fn);
+    // Lockless: the connection sits in an open transaction across the gate's await, so this
+    // handle's writes run one at a time.
+    const p = this.writeChain.then(() => this.writeOnce(fn));
+    this.writeChain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async writeOnce<T>(fn: (conn: Database.Database) => T): Promise<T> {
     const busyDeadline = Date.now() + this.opts.busyTimeoutMs;
     for (;;) {
       if (!this.holding?.lease.valid) await this.takeLease();
       const h = this.holding;
       if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
-      // BEGIN is retried here, not inside SQLite, so keep-alives flow while the file is busy.
-      const done = h.fenced.tryRun(() => fn(h.rw));
-      if (done) {
-        this.afterCommit(h);
-        await h.publisher.publish(done.txid);
-        return done.result;
+      // BEGIN is retried here, not inside SQLite, so keep-alives flow while the file is busy;
+      // past the deadline one last blocking attempt throws SQLITE_BUSY.
+      if (!h.fenced.tryBegin('IMMEDIATE', Date.now() >= busyDeadline)) {
+        await sleep(10);
+        continue;
       }
-      if (Date.now() >= busyDeadline) {
-        const last = h.fenced.run(() => fn(h.rw)); // a last blocking wait: throws SQLITE_BUSY or commits
+      const result = h.fenced.work(() => fn(h.rw));
+      if (this.locks === 'none') {
+        await commitGated(h.fenced, h.lease, this.opts.nodeId, this.opts.acquireTimeoutMs);
         this.afterCommit(h);
-        await h.publisher.publish(last.txid);
-        return last.result;
+      } else {
+        const txid = h.fenced.commit();
+        this.afterCommit(h);
+        await h.publisher.publish(txid);
       }
-      await sleep(10);
+      return result;
     }
-  }
-
-  /**
-   * Lockless mode: the same fenced transaction, but COMMIT waits (transaction open, user code done)
-   * until the gate keeps readers out, and the gate opens in the transaction that publishes the
-   * commit. Writes of this handle are serialized, since the connection is busy across an await.
-   */
-  private writeGated<T>(fn: (conn: Database.Database) => T): Promise<T> {
-    const run = async (): Promise<T> => {
-      const busyDeadline = Date.now() + this.opts.busyTimeoutMs;
-      for (;;) {
-        if (!this.holding?.lease.valid) await this.takeLease();
-        const h = this.holding;
-        if (!h) throw new LeaseLostError('the lease was lost right after it was acquired');
-        if (!h.fenced.tryBegin()) {
-          if (Date.now() >= busyDeadline) h.fenced.begin(); // throws SQLITE_BUSY
-          else {
-            await sleep(10);
-            continue;
-          }
-        }
-        const result = h.fenced.work(() => fn(h.rw));
-        try {
-          await h.lease.closeGate(Math.min(h.lease.commitDeadline, Date.now() + this.opts.acquireTimeoutMs));
-        } catch (err) {
-          h.fenced.rollback();
-          throw err;
-        }
-        let txid: number;
-        try {
-          txid = h.fenced.commit();
-        } catch (err) {
-          void h.lease.openGate();
-          throw err;
-        }
-        const record = { txid, fence: h.lease.fence, node: this.opts.nodeId, time: Date.now(), epoch: h.fenced.epoch };
-        // A commit we cannot publish may sit in a file the next holder has moved away from.
-        const published = await h.lease.publishCommit(record, { openGate: true }).catch(() => false);
-        if (!published) throw new CommitOutcomeUnknownError({ cause: new LeaseLostError('publishing the commit failed') });
-        this.afterCommit(h);
-        return result;
-      }
-    };
-    const p = this.writeChain.then(run, run);
-    this.writeChain = p.catch(() => undefined);
-    return p;
   }
 
   private afterCommit(h: Holding): void {
@@ -367,6 +317,7 @@ export class HADatabase implements StatementHost {
   runWrite<T>(what: string, fn: () => T): T {
     this.assertOpen();
     this.assertSyncSurface('write', what);
+    this.assertNotInRead(what);
     const h = this.holding;
     if (!h?.lease.valid) throw new NotLeaseHolderError(what);
     if (h.rw.inTransaction) return fn(); // inside a fenced transaction already
@@ -455,7 +406,13 @@ export class HADatabase implements StatementHost {
     try {
       const txid = want > 0 ? readMeta(conn).txid : 0;
       if (txid < want) return { fresh: false, txid, result: undefined as T };
-      const result = this.runRead(() => fn(conn));
+      this.readDepth++;
+      let result: T;
+      try {
+        result = this.runRead(() => fn(conn));
+      } finally {
+        this.readDepth--;
+      }
       if (result && typeof (result as { then?: unknown }).then === 'function') {
         throw new TypeError('the read function returned a promise: it must be synchronous');
       }
@@ -505,8 +462,18 @@ export class HADatabase implements StatementHost {
       if (end) this.transactionControl('COMMIT');
       return this;
     }
-    if (h?.lease.valid) this.runWrite('exec()', () => h.rw.exec(sql));
-    else this.runRead(() => this.ro.exec(sql));
+    if (h?.lease.valid) {
+      this.runWrite('exec()', () => h.rw.exec(sql));
+      return this;
+    }
+    const wasInTransaction = this.ro.inTransaction;
+    try {
+      this.runRead(() => this.ro.exec(sql));
+    } catch (err) {
+      // A refused 'BEGIN; INSERT ...' must not leave a read transaction (and its lock) behind.
+      if (!wasInTransaction && this.ro.inTransaction) this.ro.exec('ROLLBACK');
+      throw err;
+    }
     return this;
   }
 
@@ -559,6 +526,8 @@ export class HADatabase implements StatementHost {
     if (CONNECTION_PRAGMAS.has(name) && assigns) {
       // Per-connection settings must follow the handle onto every connection it opens.
       this.register((c) => c.pragma(source, options));
+      return this.currentConnection().pragma(source, options); // idempotent: returns what better-sqlite3 would
+
     }
     return this.runRead(() => this.currentConnection().pragma(source, options));
   }
@@ -572,14 +541,15 @@ export class HADatabase implements StatementHost {
   table(name: string, factory: any): this {
     return this.register((c) => c.table(name, factory));
   }
-  loadExtension(path: string, entryPoint?: string): this {
-    return this.register((c) => (c as any).loadExtension(path, entryPoint));
+  // Arguments pass through as given: better-sqlite3 treats a missing one differently from undefined.
+  loadExtension(...args: [string, string?]): this {
+    return this.register((c) => (c.loadExtension as (...a: unknown[]) => unknown)(...args));
   }
-  defaultSafeIntegers(toggle?: boolean): this {
-    return this.register((c) => c.defaultSafeIntegers(toggle));
+  defaultSafeIntegers(...args: [boolean?]): this {
+    return this.register((c) => (c.defaultSafeIntegers as (...a: unknown[]) => unknown)(...args));
   }
-  unsafeMode(toggle?: boolean): this {
-    return this.register((c) => c.unsafeMode(toggle));
+  unsafeMode(...args: [boolean?]): this {
+    return this.register((c) => (c.unsafeMode as (...a: unknown[]) => unknown)(...args));
   }
 
   /** Applies a per-connection setting now and to every connection opened later. */
@@ -591,18 +561,25 @@ export class HADatabase implements StatementHost {
     return this;
   }
 
+  /** Backs up from the read-only connection, which survives lease hand-overs mid-backup. */
   backup(destination: string, options?: Database.BackupOptions): Promise<Database.BackupMetadata> {
     this.assertOpen();
-    return this.currentConnection().backup(destination, options);
+    // A backup spans many event-loop turns: it cannot sit inside one registered lockless read.
+    if (this.locks === 'none') {
+      return Promise.reject(new UnsafeStorageError(
+        "backup(): not available in the lockless mode (locks: 'none'); use db.read((conn) => conn.serialize())",
+      ));
+    }
+    return this.ro.backup(destination, options);
   }
 
   serialize(options?: Database.SerializeOptions): Buffer {
     this.assertOpen();
-    return this.currentConnection().serialize(options);
+    return this.runRead(() => this.currentConnection().serialize(options));
   }
 
   get inTransaction(): boolean {
-    return !this.closed && this.currentConnection().inTransaction;
+    return !this.closed && (this.readDepth > 0 || this.currentConnection().inTransaction);
   }
   get open(): boolean {
     return !this.closed;
@@ -639,6 +616,13 @@ export class HADatabase implements StatementHost {
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError();
+  }
+
+  /** A write inside a read callback would wait for its own read lock until busyTimeoutMs. */
+  private assertNotInRead(what: string): void {
+    if (this.readDepth > 0) {
+      throw new TypeError(`${what} inside a db.read() callback: reads cannot write; use db.write() after the read`);
+    }
   }
 
   /**

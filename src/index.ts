@@ -1,6 +1,7 @@
 /** sqlite-ha: one SQLite file on shared storage, fenced etcd write leases, better-sqlite3 reads. */
 export { open } from './open';
-export { HADatabase, LeaseStatus } from './database';
+export { HADatabase } from './database';
+export { LeaseStatus } from './lease-status';
 export type { Consistency, LocksInUse } from './database';
 export type { HAStatement } from './statement';
 export type {

@@ -115,7 +115,8 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
   if (locks !== 'auto' && locks !== 'trusted' && locks !== 'none') {
     throw new InvalidOptionError('locks', locks, "'auto', 'trusted' or 'none'");
   }
-  const name = options.name ?? path.basename(file);
+  // The default name is the file's base name, made safe for etcd keys.
+  const name = options.name ?? path.basename(file).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 128);
   if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(name)) {
     throw new InvalidOptionError('name', name, '1-128 characters of A-Z a-z 0-9 . _ -');
   }

@@ -80,7 +80,9 @@ export class LocklessReads {
 /** Errors that mean "this view of the file is not to be trusted", not "your SQL is wrong". */
 function isStorageGlitch(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_READONLY') ||
+  // SQLITE_READONLY_ROLLBACK is a hot journal seen read-only (a writer died mid-commit); plain
+  // SQLITE_READONLY is the caller trying to write inside a read, an error to report at once.
+  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_READONLY_ROLLBACK' ||
     code.startsWith('SQLITE_IOERR') || code === 'SQLITE_BUSY' || code === 'SQLITE_NOTADB' || code === 'SQLITE_PROTOCOL' ||
     code === 'SQLITE_SCHEMA');
 }

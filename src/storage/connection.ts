@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import * as fs from 'fs';
-import { UnsafeStorageError } from '../errors';
+import { InvalidOptionError, UnsafeStorageError } from '../errors';
 import type { JournalMode } from '../options';
 
 export interface ConnectionSettings {
@@ -28,7 +28,12 @@ export const PINNED_PRAGMAS = ['journal_mode', 'locking_mode', 'synchronous'] as
 
 /** Creates the file if missing (a zero-byte file is a valid empty database) and checks its format. */
 export function prepareFile(file: string): void {
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
+  } catch (err) {
+    throw new InvalidOptionError('path', file, `a database file that can be opened read-write (${(err as Error).message})`);
+  }
   try {
     const header = Buffer.alloc(100);
     const n = fs.readSync(fd, header, 0, 100, 0);

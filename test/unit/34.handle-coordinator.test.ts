@@ -144,11 +144,11 @@ describe('commit records (H4)', () => {
   // (If load shifts the timing the write succeeds on the fast path and this passes; it never
   // fails for correct code.)
   test('a write that waited out a busy file still publishes its commit record', async () => {
-    // 10 ms busy slices; the other process lets go at ~750 ms: after busyTimeoutMs (500), inside
-    // the last, blocking attempt (another 500)
+    // 10 ms busy slices retried between event-loop turns; the other process lets go at ~300 ms,
+    // well inside busyTimeoutMs (500)
     const { db, coord } = openScripted({ busyTimeoutMs: 500, safetyMarginMs: 40 });
     await db.write((c) => c.exec('CREATE TABLE t (x)'));
-    const { exited } = await holdWriteLock(tmp.file(), 750, tmp.defer);
+    const { exited } = await holdWriteLock(tmp.file(), 300, tmp.defer);
     await db.write((c) => c.prepare('INSERT INTO t VALUES (1)').run());
     await exited;
     expect(storedMeta().txid).toBe(2);

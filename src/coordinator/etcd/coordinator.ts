@@ -141,7 +141,11 @@ export class EtcdCoordinator implements Coordinator {
       }
       // A writer is in its commit window: wait for its gate to open (or its lease to expire).
       const opened = await waitKeysGone(this.client, this.keys.gate, [this.keys.gate], Number(res.header.revision), deadline);
-      if (!opened) throw new AcquireTimeoutError(0, await this.currentHolder().catch(() => null));
+      if (!opened) {
+        throw new CoordinatorUnavailableError(
+          'read not registered in time: a writer kept its commit gate closed (or etcd did not answer)',
+        );
+      }
     }
   }
 

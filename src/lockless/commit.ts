@@ -1,0 +1,32 @@
+/**
+ * The lockless mode's commit (HAZARDS H3, H5): with the user's work done and the transaction
+ * still open, close the gate and wait for registered readers to finish, COMMIT (deadline checked
+ * inside), then publish the commit record and open the gate in one etcd transaction. A commit that
+ * cannot be published may sit in a file the next holder has already moved away from, so it is
+ * reported as an unknown outcome, never as success.
+ */
+import type { Lease } from '../coordinator/types';
+import { CommitOutcomeUnknownError, LeaseLostError } from '../errors';
+import type { FencedTransactions } from '../txn/fenced';
+
+export async function commitGated(
+  fenced: FencedTransactions, lease: Lease, node: string, gateTimeoutMs: number,
+): Promise<number> {
+  try {
+    await lease.closeGate(Math.min(lease.commitDeadline, Date.now() + gateTimeoutMs));
+  } catch (err) {
+    fenced.rollback();
+    throw err;
+  }
+  let txid: number;
+  try {
+    txid = fenced.commit();
+  } catch (err) {
+    void lease.openGate();
+    throw err;
+  }
+  const record = { txid, fence: lease.fence, node, time: Date.now(), epoch: fenced.epoch };
+  const published = await lease.publishCommit(record, { openGate: true }).catch(() => false);
+  if (!published) throw new CommitOutcomeUnknownError({ cause: new LeaseLostError('publishing the commit failed') });
+  return txid;
+}
