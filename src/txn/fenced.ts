@@ -6,7 +6,8 @@
  *
  * Lock waits: the read-write connection's own busy_timeout is a short slice, because SQLite waits
  * synchronously and a blocked event loop sends no keep-alives. BEGIN is retried asynchronously by
- * tryRun()'s callers (db.write) and synchronously, slice by slice, by the better-sqlite3 surface.
+ * db.write() (tryBegin between event-loop turns) and synchronously, slice by slice, by the
+ * better-sqlite3 surface (begin()).
  */
 import type Database from 'better-sqlite3';
 import { CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
@@ -80,12 +81,6 @@ export class FencedTransactions {
   /** Runs fn in one fenced transaction, waiting (blocking) for the file lock up to busyTimeoutMs. */
   run<T>(fn: () => T, mode: BeginMode = 'IMMEDIATE'): { result: T; txid: number } {
     this.begin(mode);
-    return this.body(fn);
-  }
-
-  /** Like run(), but returns null at once if the file is locked by someone else (nothing done). */
-  tryRun<T>(fn: () => T, mode: BeginMode = 'IMMEDIATE'): { result: T; txid: number } | null {
-    if (!this.tryBegin(mode)) return null;
     return this.body(fn);
   }
 

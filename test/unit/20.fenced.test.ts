@@ -382,19 +382,22 @@ describe('lock waits', () => {
     expect(tx.run(() => conn.prepare('INSERT INTO t VALUES (2)').run()).txid).toBe(1);
   });
 
-  test('tryRun(): null at once while another process holds the lock (fn not run), then commits', async () => {
+  test('tryBegin(): false at once while another process holds the lock, then begins fenced and commits', async () => {
     const { conn, lease } = setup();
-    const tx = fenced(conn, lease, hooks(), 3000); // a long busy timeout that tryRun must not wait out
+    const tx = fenced(conn, lease, hooks(), 3000); // a long busy timeout that tryBegin must not wait out
     conn.pragma('busy_timeout = 20');
     const holder = await holdWriteLock(tmp.file(), 5000, tmp.defer);
-    const fn = jest.fn(() => conn.prepare('INSERT INTO t VALUES (1)').run().changes);
     const started = Date.now();
-    expect(tx.tryRun(fn)).toBeNull();
+    expect(tx.tryBegin()).toBe(false);
     expect(Date.now() - started).toBeLessThan(1500); // one busy slice, not the 3 s busy timeout
-    expect(fn).not.toHaveBeenCalled();
+    expect(conn.inTransaction).toBe(false);
+    // the last attempt throws SQLITE_BUSY instead of returning false
+    expect(() => tx.tryBegin('IMMEDIATE', true)).toThrow(expect.objectContaining({ code: 'SQLITE_BUSY' }));
     expect(conn.inTransaction).toBe(false);
     await holder.kill();
-    expect(tx.tryRun(fn)).toEqual({ result: 1, txid: 1 });
+    expect(tx.tryBegin()).toBe(true);
+    expect(tx.work(() => conn.prepare('INSERT INTO t VALUES (1)').run().changes)).toBe(1);
+    expect(tx.commit()).toBe(1);
   });
 
   test('create(): retries the fence-raising transaction asynchronously while the file is busy', async () => {
