@@ -1,0 +1,225 @@
+/**
+ * One chaos node: a real process (started inside its own network namespace) that runs the bank and
+ * append workloads through the library and writes every operation to its history file (format in
+ * history.ts). It never decides what is correct: it records what it asked for and what it got.
+ *
+ * Run: node dist/chaos/node-worker.js '<WorkerConfig JSON>'
+ * stdout: JSON events for the harness: ready, ack (a write succeeded), bulk-begin / bulk-end
+ * (inside the large transaction, written synchronously so the harness can kill or pause it there),
+ * lease (acquired/released/lost), done. stderr: diagnostics.
+ * SIGTERM/SIGINT: finish the current operation, close (releasing the lease), exit 0.
+ * SIGUSR2: make the next write the large transaction.
+ */
+import * as fs from 'fs';
+import { open } from '../index';
+import type { OpenOptions } from '../options';
+import type { CompleteLine, InvokeLine, OpFields, Outcome } from './history';
+import { Prng } from './prng';
+import { BankConfig, readMetaRow, recordCommit } from './schema';
+
+export interface WorkerConfig {
+  /** Path of the shared database file. */
+  db: string;
+  endpoints: string[];
+  prefix: string;
+  nodeId: string;
+  incarnation: number;
+  historyFile: string;
+  seed: number;
+  bank: BankConfig;
+  /** Passed through to open(): 'auto' reads the mount, 'trusted' skips the check. */
+  locks?: 'auto' | 'trusted';
+  leaseTtlMs: number;
+  safetyMarginMs: number;
+  idleReleaseMs: number;
+  acquireTimeoutMs: number;
+  rpcTimeoutMs: number;
+  busyTimeoutMs: number;
+  /** Pause between operations: uniform in [0, thinkMs]. */
+  thinkMs: number;
+  /** Rows (of padBytes each) in the large transaction. */
+  bulkRows: number;
+  padBytes: number;
+  /** Upper bounds: the worker stops by itself after maxOps operations or maxRunMs. */
+  maxOps: number;
+  maxRunMs: number;
+  /** Exit when this process is no longer our parent (the harness died). */
+  parentPid: number;
+}
+
+/** Errors after which the write certainly did not commit (the library's contract). */
+const DEFINITE_FAILURES = new Set([
+  'SQLITE_HA_FENCED', 'SQLITE_HA_LEASE_LOST', 'SQLITE_HA_COORDINATOR_UNAVAILABLE', 'SQLITE_HA_ACQUIRE_TIMEOUT',
+  'SQLITE_HA_NOT_LEASE_HOLDER', 'SQLITE_HA_STALE_VIEW', 'SQLITE_HA_CLOSED', 'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT',
+  'SQLITE_LOCKED',
+]);
+
+/** ok / fail / unknown for a failed write: only the documented definite failures count as fail. */
+export function writeOutcomeOf(err: unknown): Exclude<Outcome, 'ok'> {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string' && DEFINITE_FAILURES.has(code)) return 'fail';
+  return 'unknown'; // SQLITE_HA_COMMIT_OUTCOME_UNKNOWN, and anything unexpected
+}
+
+function errorInfo(err: unknown): { code: string; message: string } {
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e?.code === 'string' ? e.code : 'ERROR', message: String(e?.message ?? err).slice(0, 300) };
+}
+
+function event(obj: Record<string, unknown>): void {
+  // Synchronous: the harness must see bulk-begin while we are still inside the transaction.
+  try {
+    fs.writeSync(1, JSON.stringify({ ...obj, at: Date.now() }) + '\n');
+  } catch {
+    /* harness gone: the parent check ends us */
+  }
+}
+
+export async function runWorker(cfg: WorkerConfig): Promise<number> {
+  const fd = fs.openSync(cfg.historyFile, 'a');
+  const record = (line: InvokeLine | CompleteLine) => fs.writeSync(fd, JSON.stringify(line) + '\n');
+  const prng = Prng.derive(cfg.seed, cfg.nodeId, cfg.incarnation);
+  const startedAt = Date.now();
+  let stopping = false;
+  let bulkRequested = false;
+  let wake: (() => void) | null = null;
+  const stop = () => {
+    stopping = true;
+    wake?.();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGUSR2', () => (bulkRequested = true));
+  const parentCheck = setInterval(() => {
+    if (process.ppid !== cfg.parentPid) process.exit(3);
+  }, 500);
+  parentCheck.unref();
+
+  const options: OpenOptions = {
+    coordinator: { kind: 'etcd', endpoints: cfg.endpoints, prefix: cfg.prefix },
+    nodeId: cfg.nodeId,
+    leaseTtlMs: cfg.leaseTtlMs,
+    safetyMarginMs: cfg.safetyMarginMs,
+    idleReleaseMs: cfg.idleReleaseMs,
+    acquireTimeoutMs: cfg.acquireTimeoutMs,
+    rpcTimeoutMs: cfg.rpcTimeoutMs,
+    busyTimeoutMs: cfg.busyTimeoutMs,
+  };
+  if (cfg.locks) options.locks = cfg.locks;
+  const db = await open(cfg.db, options);
+  db.on('acquired', (e: { fence: number }) => event({ ev: 'lease', event: 'acquired', fence: e?.fence }));
+  db.on('released', () => event({ ev: 'lease', event: 'released' }));
+  db.on('lost', (e: { code?: string }) => event({ ev: 'lease', event: 'lost', code: e?.code }));
+  event({ ev: 'ready', pid: process.pid });
+
+  const tally = { ok: 0, fail: 0, unknown: 0 };
+  const accountIds = Array.from({ length: cfg.bank.accounts }, (_, i) => i + 1);
+  const pad = Math.max(1, cfg.padBytes);
+
+  for (let seq = 1; seq <= cfg.maxOps && !stopping && Date.now() - startedAt < cfg.maxRunMs; seq++) {
+    const id = `${cfg.nodeId}.${cfg.incarnation}.${seq}`;
+    const base: OpFields = { id, node: cfg.nodeId, inc: cfg.incarnation, seq, op: 'append', call: 0 };
+    const roll = prng.next();
+    let fields: OpFields;
+    const bulk = bulkRequested;
+    bulkRequested = false;
+    if (bulk || roll < 0.45) fields = { ...base, op: 'append', value: id, ...(bulk ? { bulk: true } : {}) };
+    else if (roll < 0.8) {
+      const [from, to] = prng.shuffle(accountIds).slice(0, 2);
+      fields = { ...base, op: 'transfer', from, to, amount: prng.int(1, Math.max(1, Math.floor(cfg.bank.initialBalance * 0.6))) };
+    } else {
+      fields = { ...base, op: 'read', consistency: roll < 0.95 ? 'linearizable' : 'local' };
+    }
+
+    fields.call = Date.now();
+    record({ type: 'invoke', ...fields });
+    let complete: CompleteLine;
+    if (fields.op === 'read') {
+      try {
+        const r = await db.read(
+          (c) => ({ meta: readMetaRow(c), balances: (c.prepare('SELECT balance FROM accounts ORDER BY id').all() as { balance: number }[]).map((x) => x.balance) }),
+          { consistency: fields.consistency },
+        );
+        complete = { type: 'complete', ...fields, ret: Date.now(), outcome: 'ok', txid: r.meta.txid, fence: r.meta.fence, balances: r.balances };
+      } catch (err) {
+        complete = { type: 'complete', ...fields, ret: Date.now(), outcome: 'fail', error: errorInfo(err) };
+      }
+    } else {
+      let attempt: { txid: number; fence: number } | null = null;
+      let applied: boolean | undefined;
+      try {
+        await db.write((c) => {
+          attempt = null;
+          if (fields.op === 'append') {
+            if (fields.bulk) {
+              event({ ev: 'bulk-begin', id });
+              c.exec('DELETE FROM bulk');
+              const ins = c.prepare('INSERT INTO bulk (pad) VALUES (randomblob(?))');
+              for (let i = 0; i < cfg.bulkRows; i++) ins.run(pad);
+            }
+            const m = recordCommit(c, cfg.nodeId, 'append', id);
+            c.prepare('INSERT INTO appends (value, node, txid, fence) VALUES (?, ?, ?, ?)').run(id, cfg.nodeId, m.txid, m.fence);
+            attempt = m;
+            if (fields.bulk) event({ ev: 'bulk-end', id });
+          } else {
+            const m = recordCommit(c, cfg.nodeId, 'transfer', id);
+            const src = c.prepare('SELECT balance FROM accounts WHERE id = ?').get(fields.from) as { balance: number } | undefined;
+            applied = src !== undefined && src.balance >= fields.amount!;
+            if (applied) {
+              c.prepare('UPDATE accounts SET balance = balance - ? WHERE id = ?').run(fields.amount, fields.from);
+              c.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?').run(fields.amount, fields.to);
+              c.prepare('INSERT INTO transfers (txid, src, dst, amount, opid) VALUES (?, ?, ?, ?, ?)').run(m.txid, fields.from, fields.to, fields.amount, id);
+            }
+            attempt = m;
+          }
+        });
+        const m = attempt as { txid: number; fence: number } | null;
+        complete = { type: 'complete', ...fields, ret: Date.now(), outcome: 'ok', txid: m?.txid ?? null, fence: m?.fence ?? null, ...(applied !== undefined ? { applied } : {}) };
+        event({ ev: 'ack', id });
+      } catch (err) {
+        complete = {
+          type: 'complete', ...fields, ret: Date.now(), outcome: writeOutcomeOf(err), attempt, error: errorInfo(err),
+          ...(applied !== undefined ? { applied } : {}),
+        };
+      }
+    }
+    record(complete);
+    tally[complete.outcome]++;
+    if (stopping) break;
+    const think = prng.int(0, cfg.thinkMs);
+    if (think > 0) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, think);
+        wake = () => (clearTimeout(t), r());
+      });
+      wake = null;
+    }
+  }
+
+  const closed = Promise.race([
+    db.close().then(() => true, () => false),
+    new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(2000, cfg.acquireTimeoutMs)).unref()),
+  ]);
+  const cleanClose = await closed;
+  fs.closeSync(fd);
+  event({ ev: 'done', ...tally, cleanClose });
+  return 0;
+}
+
+if (require.main === module) {
+  let cfg: WorkerConfig;
+  try {
+    cfg = JSON.parse(process.argv[2] ?? '');
+  } catch {
+    process.stderr.write('usage: node-worker.js <WorkerConfig JSON>\n');
+    process.exit(2);
+  }
+  runWorker(cfg).then(
+    (code) => process.exit(code),
+    (err) => {
+      event({ ev: 'fatal', ...errorInfo(err) });
+      process.stderr.write(`node-worker ${cfg.nodeId}: ${(err as Error)?.stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}
