@@ -117,7 +117,7 @@ export class HADatabase implements StatementHost {
       let fenced: FencedTransactions;
       // H4: write only on top of a view that includes every published commit; reopen if stale.
       for (;;) {
-        rw = openReadWrite(this.opts, { noCacheSpill: gated });
+        rw = await openWhenNotBusy(() => openReadWrite(this.opts, { noCacheSpill: gated }), lease, this.opts.busyTimeoutMs);
         for (const r of this.registrations) r.apply(rw);
         fenced = await FencedTransactions.create(
           rw, lease, { onLeaseGone: (err) => this.dropLease(err) }, this.opts.busyTimeoutMs, newEpoch,
@@ -655,6 +655,22 @@ const CONNECTION_PRAGMAS = new Set([
 function isReadonlyError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && code.startsWith('SQLITE_READONLY');
+}
+
+/** Opening read-write sets pragmas that may need the file lock: retry between event-loop turns. */
+async function openWhenNotBusy(
+  openFn: () => Database.Database, lease: Lease, busyTimeoutMs: number,
+): Promise<Database.Database> {
+  const deadline = Date.now() + busyTimeoutMs;
+  for (;;) {
+    try {
+      return openFn();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'SQLITE_BUSY' || Date.now() >= deadline || !lease.valid) throw err;
+      await sleep(20);
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {

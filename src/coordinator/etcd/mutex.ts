@@ -6,7 +6,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, LeaseLostError } from '../../errors';
-import { etcdCall } from './client';
+import { etcdCall, toCoordinatorError } from './client';
 import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd } from './keys';
 
 export interface Queued {
@@ -134,7 +134,7 @@ export function waitKeysGone(
       done = true;
       clearTimeout(timer);
       void watcher?.cancel().catch(() => undefined);
-      if (v instanceof Error) reject(v);
+      if (v instanceof Error) reject(toCoordinatorError('watch', v));
       else resolve(v);
     };
     const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));

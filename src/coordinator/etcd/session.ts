@@ -51,9 +51,12 @@ export class Session extends EventEmitter {
     return this.lastAckSentAt + this.ttlMs;
   }
 
+  private get everyMs(): number {
+    return Math.max(100, Math.floor(this.ttlMs / 3));
+  }
+
   private start(): void {
-    const every = Math.max(100, Math.floor(this.ttlMs / 3));
-    this.timer = setInterval(() => this.tick(), every);
+    this.timer = setInterval(() => this.tick(), this.everyMs);
     this.timer.unref();
   }
 
@@ -62,6 +65,18 @@ export class Session extends EventEmitter {
     if (Date.now() >= this.expiresAt) {
       this.lose(new LeaseLostError(`no keep-alive acknowledged within the ${this.ttlMs} ms TTL`));
       return;
+    }
+    // A stream to a stalled member never errors, it just stops answering: start a new one (the
+    // client may pick another member) rather than wait on it until the lease runs out.
+    const oldest = this.inFlight[0];
+    if (this.stream && oldest !== undefined && Date.now() - oldest > this.everyMs) {
+      const stale = this.stream;
+      this.dropStream(stale);
+      try {
+        stale.end();
+      } catch {
+        /* already gone */
+      }
     }
     void this.sendKeepAlive();
   }
