@@ -350,6 +350,7 @@ export class HADatabase implements StatementHost {
       return { changes: 0, lastInsertRowid: 0 };
     }
     const verb = m[1].toUpperCase();
+    this.assertNotInRead(sql.trim());
     if (verb === 'BEGIN') {
       h.fenced.begin(m[3]?.toUpperCase() === 'EXCLUSIVE' ? 'EXCLUSIVE' : 'IMMEDIATE');
       h.manualTxn = true;
@@ -486,6 +487,7 @@ export class HADatabase implements StatementHost {
         const h = self.holding;
         if (h?.lease.valid) {
           self.assertSyncSurface('write', 'transaction()');
+          self.assertNotInRead('transaction()');
           // Nested: better-sqlite3's own savepoint logic on the fenced connection.
           if (h.rw.inTransaction) return (h.rw.transaction(fn) as any).apply(this, args);
           const { result, txid } = h.fenced.run(() => fn.apply(this, args), mode === 'EXCLUSIVE' ? 'EXCLUSIVE' : 'IMMEDIATE');

@@ -6,7 +6,9 @@ import { EtcdCoordinator } from './coordinator/etcd/coordinator';
 import { LockfileCoordinator } from './coordinator/lockfile/coordinator';
 import type { Coordinator } from './coordinator/types';
 import { HADatabase, LocksInUse } from './database';
-import { UnsafeStorageError } from './errors';
+import * as fs from 'fs';
+import { dirname } from 'path';
+import { InvalidOptionError, UnsafeStorageError } from './errors';
 import { OpenOptions, resolveOptions, ResolvedOptions } from './options';
 import { openReadOnly, prepareFile } from './storage/connection';
 import { readMeta } from './storage/meta';
@@ -14,6 +16,9 @@ import { lockVerdictFor } from './storage/mounts';
 
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
   const opts = resolveOptions(path, options);
+  if (!fs.existsSync(dirname(opts.path))) {
+    throw new InvalidOptionError('path', path, `a file in an existing directory (${dirname(opts.path)} does not exist)`);
+  }
   const locks = decideLocks(opts);
   prepareFile(opts.path);
   const coordinator = makeCoordinator(opts, locks);

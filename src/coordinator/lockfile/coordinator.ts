@@ -44,7 +44,13 @@ export class LockfileCoordinator implements Coordinator {
           lockfilePath: this.lockPath,
           onCompromised: (err) => lease?.compromised(err),
         });
-        const fence = this.nextFence();
+        let fence: number;
+        try {
+          fence = this.nextFence();
+        } catch (err) {
+          await unlock().catch(() => undefined); // never keep the lock directory on failure
+          throw err;
+        }
         lease = new LockfileLease(fence, unlock, this.staleMs);
         fs.writeFileSync(this.holderPath, this.nodeId);
         return lease;
