@@ -1,0 +1,139 @@
+/**
+ * 2. Reads on a node that does not hold the lease (its read-only connection), against raw
+ * better-sqlite3 on a file in the same directory with the same pragmas, point lookups by primary
+ * key over 1,000 rows:
+ *   get     db.prepare(sql).get(id)                       vs raw stmt.get(id)
+ *   read    await db.read(c => stmt.get(id))  ('local')    vs raw stmt.get(id), and (no target)
+ *           vs raw transaction(() => stmt.get(id)).deferred(), the same work in one read transaction
+ *   linearizable: per run, the median latency of db.read(fn, {consistency: 'linearizable'})
+ *           minus that of a local db.read, and the same run's median etcd range round trip,
+ *           so the added latency is also given in round trips (one is the floor: the commit
+ *           record must be read from etcd).
+ */
+import type Database from 'better-sqlite3';
+import * as path from 'path';
+import { Keys } from '../coordinator/etcd/keys';
+import { BenchContext, createDatabase, dbFile, openHa, openRaw, paired, PAYLOAD, SELECT, timedAsync, timedSync } from './env';
+import { benchClient, rangeRtt } from './etcd-rtt';
+import { Figure, figure } from './report';
+import { median, minMax, pairDiffs, pairRatios } from './stats';
+
+const ROWS = 1000;
+
+export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
+  const s = ctx.settings;
+  const rawFile = dbFile(ctx, 'reads-raw');
+  const haFile = dbFile(ctx, 'reads-ha');
+  createDatabase(rawFile, ROWS);
+  createDatabase(haFile, ROWS);
+  const prefix = `${ctx.prefix}/reads`;
+  const raw = openRaw(rawFile);
+  const ha = await openHa(ctx, haFile, prefix, 'bench-reader');
+  const client = benchClient(ctx);
+  const figures: Figure[] = [];
+  try {
+    // One fenced write publishes a commit record (txid 1), so linearizable reads have one to
+    // check; then the lease goes and this node reads like any non-holder.
+    await ha.write((c) => void c.prepare('UPDATE bench SET v = ? WHERE id = 1').run(PAYLOAD));
+    await ha.release();
+    const commitKey = new Keys(prefix, path.basename(haFile)).commit;
+
+    const rawSel = raw.prepare(SELECT);
+    const haSel = ha.prepare(SELECT);
+    const cache = new WeakMap<Database.Database, Database.Statement>();
+    const selOn = (c: Database.Database) => {
+      let st = cache.get(c);
+      if (!st) cache.set(c, (st = c.prepare(SELECT)));
+      return st;
+    };
+    let id = 0;
+    const nextId = () => (id = (id * 7919 + 13) % ROWS) + 1;
+    const rawRun = () => timedSync(s.readSliceMs, () => void rawSel.get(nextId()));
+    const variants = {
+      get: () => timedSync(s.readSliceMs, () => void haSel.get(nextId())),
+      read: () => timedAsync(s.readSliceMs, async () => {
+        await ha.read((c) => selOn(c).get(nextId()));
+        return 1;
+      }),
+    };
+    const labels = { get: 'local reads, db.prepare().get()', read: "local reads, await db.read(fn) ('local')" };
+    // What a raw better-sqlite3 user writes for "fn in one read transaction": the same work
+    // db.read does, so this ratio is sqlite-ha's own overhead (the async call, its bookkeeping).
+    const rawTx = raw.transaction(() => rawSel.get(nextId()));
+    const rawTxRun = () => timedSync(s.readSliceMs, () => void rawTx.deferred());
+    for (const v of ['get', 'read'] as const) {
+      const { ratios, rawRates, haRates } = await paired(s.readRuns, s.readPairs, rawRun, variants[v]);
+      ctx.log(`  ${labels[v]}: ratio ${median(ratios).toFixed(3)} (raw ${median(rawRates).toFixed(0)}/s, sqlite-ha ${median(haRates).toFixed(0)}/s)`);
+      figures.push(
+        figure({
+          bench: 'reads', id: `reads.${v}.ratio`, label: `${labels[v]}: sqlite-ha ÷ raw`, unit: 'x',
+          value: median(ratios), spread: minMax(ratios), n: ratios.length, samples: ratios,
+          target: { op: '>=', value: 0.95 },
+        }),
+        figure({
+          bench: 'reads', id: `reads.${v}.raw`, label: '  raw better-sqlite3 stmt.get()', unit: 'reads/s',
+          value: median(rawRates), spread: minMax(rawRates), n: rawRates.length, samples: rawRates,
+        }),
+        figure({
+          bench: 'reads', id: `reads.${v}.ha`, label: '  sqlite-ha', unit: 'reads/s',
+          value: median(haRates), spread: minMax(haRates), n: haRates.length, samples: haRates,
+        }),
+      );
+    }
+
+    {
+      const { ratios, rawRates } = await paired(s.readRuns, s.readPairs, rawTxRun, variants.read);
+      ctx.log(`  db.read vs raw transaction(fn).deferred(): ratio ${median(ratios).toFixed(3)}`);
+      figures.push(
+        figure({
+          bench: 'reads', id: 'reads.read.vs_raw_txn', label: '  db.read ÷ raw transaction(fn).deferred() (same work)', unit: 'x',
+          value: median(ratios), spread: minMax(ratios), n: ratios.length, samples: ratios,
+          note: `raw transaction(fn).deferred(): ${Math.round(median(rawRates))} reads/s; no target, it splits the gap above`,
+        }),
+      );
+    }
+
+    // Linearizable reads, each run: local latency, linearizable latency, etcd range round trip.
+    const latency = async (consistency: 'local' | 'linearizable'): Promise<number> => {
+      const xs: number[] = [];
+      for (let i = 0; i < s.linearizableReads; i++) {
+        const t = performance.now();
+        await ha.read((c) => selOn(c).get(nextId()), { consistency });
+        xs.push(performance.now() - t);
+      }
+      return median(xs);
+    };
+    await latency('linearizable'); // warm
+    const local: number[] = [];
+    const lin: number[] = [];
+    const rtt: number[] = [];
+    for (let t = 0; t < s.readRuns; t++) {
+      local.push(await latency('local'));
+      lin.push(await latency('linearizable'));
+      rtt.push(await rangeRtt(client, commitKey, s.linearizableReads));
+    }
+    const added = pairDiffs(lin, local);
+    const inRtt = pairRatios(added, rtt);
+    ctx.log(`  linearizable read: +${median(added).toFixed(3)} ms = ${median(inRtt).toFixed(2)} etcd round trips`);
+    figures.push(
+      figure({
+        bench: 'reads', id: 'reads.linearizable.latency', label: 'linearizable db.read latency (median per run)', unit: 'ms',
+        value: median(lin), spread: minMax(lin), n: lin.length, samples: lin,
+      }),
+      figure({
+        bench: 'reads', id: 'reads.linearizable.added', label: '  added over a local db.read', unit: 'ms',
+        value: median(added), spread: minMax(added), n: added.length, samples: added,
+      }),
+      figure({
+        bench: 'reads', id: 'reads.linearizable.added_rtt', label: '  added, in etcd range round trips', unit: 'RTT',
+        value: median(inRtt), spread: minMax(inRtt), n: inRtt.length, samples: inRtt,
+        note: `floor is 1 RTT (the commit record is read from etcd); this run's range RTT: ${median(rtt).toFixed(3)} ms`,
+      }),
+    );
+  } finally {
+    client.close();
+    raw.close();
+    await ha.close();
+  }
+  return figures;
+}

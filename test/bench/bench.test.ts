@@ -1,0 +1,114 @@
+/**
+ * The benchmark harness (src/bench): its pure statistics and report functions, its argument
+ * parsing, and one real quick run of a fast subset (`node dist/bench/main.js --quick --only
+ * etcd,reads,graceful --json`), checked for structure only. No timing assertions: machines are
+ * noisy, and the figures themselves are what `npm run bench` is for.
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { etcdOnPath } from '../../src/cluster/etcd-process';
+import { parseArgs } from '../../src/bench/main';
+import { figure, fmt, formatTable, ResultsDocument, verdictFor } from '../../src/bench/report';
+import { iqr, median, minMax, pairDiffs, pairRatios, quantile, summarize } from '../../src/bench/stats';
+
+describe('stats', () => {
+  test('quantiles interpolate between closest ranks and ignore non-finite values', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([1, 2, 3, 4])).toBe(2.5);
+    expect(quantile([1, 2, 3, 4, 5], 0)).toBe(1);
+    expect(quantile([1, 2, 3, 4, 5], 1)).toBe(5);
+    expect(quantile([0, 10], 0.99)).toBeCloseTo(9.9);
+    expect(quantile([1, NaN, 3, Infinity], 0.5)).toBe(2);
+    expect(quantile([], 0.5)).toBeNaN();
+    expect(() => quantile([1], 1.5)).toThrow(RangeError);
+  });
+
+  test('summaries and spreads', () => {
+    const s = summarize([5, 1, 4, 2, 3]);
+    expect(s).toMatchObject({ n: 5, min: 1, q1: 2, median: 3, q3: 4, max: 5, mean: 3 });
+    expect(minMax([3, 1, 2])).toEqual({ kind: 'min-max', low: 1, high: 3 });
+    expect(minMax([3])).toBeNull();
+    expect(iqr([1, 2, 3, 4, 5])).toEqual({ kind: 'iqr', low: 2, high: 4 });
+  });
+
+  test('ratios and differences are taken pair by pair', () => {
+    expect(pairRatios([2, 9], [4, 3])).toEqual([0.5, 3]);
+    expect(pairDiffs([2, 9], [4, 3])).toEqual([-2, 6]);
+    expect(() => pairRatios([1], [1, 2])).toThrow(RangeError);
+  });
+});
+
+describe('report', () => {
+  test('verdicts compare the value with the target; no target is INFO', () => {
+    expect(verdictFor(0.95, { op: '>=', value: 0.9 })).toBe('PASS');
+    expect(verdictFor(0.85, { op: '>=', value: 0.9 })).toBe('MISS');
+    expect(verdictFor(4, { op: '<=', value: 5 })).toBe('PASS');
+    expect(verdictFor(NaN, { op: '<=', value: 5 })).toBe('MISS');
+    expect(verdictFor(1, null)).toBe('INFO');
+  });
+
+  test('the table shows value, spread, target and verdict', () => {
+    const figs = [
+      figure({
+        bench: 'writes', id: 'w.ratio', label: 'ratio', unit: 'x', value: 0.93,
+        spread: { kind: 'min-max', low: 0.9, high: 0.97 }, n: 3, samples: [0.9, 0.93, 0.97], target: { op: '>=', value: 0.9 },
+      }),
+      figure({
+        bench: 'failover', id: 'f.p99', label: 'p99', unit: 'ms', value: 7000,
+        spread: { kind: 'iqr', low: 5000, high: 6000 }, n: 10, samples: [], target: { op: '<=', value: 6000 },
+      }),
+    ];
+    const table = formatTable(figs);
+    expect(table).toContain('0.93×');
+    expect(table).toContain('0.90–0.97');
+    expect(table).toContain('IQR 5,000–6,000');
+    expect(table).toContain('≥ 0.90×');
+    expect(table).toMatch(/PASS/);
+    expect(table).toMatch(/1 PASS, 1 MISS \(f\.p99\)/);
+    expect(fmt(12345.6)).toBe('12,346');
+    expect(fmt(0.0123)).toBe('0.012');
+  });
+});
+
+describe('arguments', () => {
+  test('--quick, --only, --json, --no-save', () => {
+    const o = parseArgs(['--quick', '--only', 'reads,graceful', '--json', '--no-save']);
+    expect(o).toMatchObject({ quick: true, only: ['reads', 'graceful'], json: true, out: null });
+    expect(() => parseArgs(['--only', 'nope'])).toThrow(/unknown benchmark/);
+    expect(() => parseArgs(['--bogus'])).toThrow(/unknown option/);
+  });
+});
+
+const main = path.join(__dirname, '..', '..', 'dist', 'bench', 'main.js');
+const runnable = etcdOnPath() && fs.existsSync(main);
+
+(runnable ? test : test.skip)('a quick run of a fast subset produces every figure, finite, with verdicts', () => {
+  const r = spawnSync(process.execPath, [main, '--quick', '--only', 'etcd,reads,graceful', '--json', '--no-save'], {
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+  expect(r.error).toBeUndefined();
+  const doc = JSON.parse(r.stdout.trim().split('\n').pop() as string) as ResultsDocument;
+  expect(doc.errors).toEqual([]);
+  expect(r.status).toBe(0);
+  expect(doc.mode).toBe('quick');
+  expect(doc.machine.cpus).toBeGreaterThan(0);
+  const ids = doc.figures.map((f) => f.id);
+  for (const id of [
+    'etcd.range.rtt', 'etcd.txn.rtt', 'reads.get.ratio', 'reads.read.ratio', 'reads.linearizable.added_rtt',
+    'graceful.commit.p99', 'graceful.commit.p50',
+  ]) {
+    expect(ids).toContain(id);
+  }
+  for (const f of doc.figures) {
+    expect(Number.isFinite(f.value)).toBe(true);
+    expect(f.n).toBeGreaterThan(0);
+    if (f.unit === 'x' || f.unit.endsWith('/s') || f.id.endsWith('.rtt') || /\.p(50|99)$/.test(f.id)) {
+      expect(f.value).toBeGreaterThan(0);
+    }
+    expect(f.verdict).toEqual(f.target ? expect.stringMatching(/^(PASS|MISS)$/) : 'INFO');
+    if (f.spread) expect(f.spread.low).toBeLessThanOrEqual(f.spread.high);
+  }
+  expect(r.stderr).toContain('targets:');
+}, 70000);
