@@ -403,7 +403,8 @@ export class HADatabase implements StatementHost {
     this.assertOpen();
     const conn = this.ro;
     const own = conn.inTransaction;
-    if (!own) conn.exec('BEGIN');
+    const tx = readTransaction(conn);
+    if (!own) tx.begin.run();
     try {
       const txid = want > 0 ? readMeta(conn).txid : 0;
       if (txid < want) return { fresh: false, txid, result: undefined as T };
@@ -419,7 +420,7 @@ export class HADatabase implements StatementHost {
       }
       return { fresh: true, txid, result };
     } finally {
-      if (!own && conn.inTransaction) conn.exec('COMMIT');
+      if (!own && conn.inTransaction) tx.commit.run();
     }
   }
 
@@ -657,6 +658,18 @@ const CONNECTION_PRAGMAS = new Set([
 function isReadonlyError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && code.startsWith('SQLITE_READONLY');
+}
+
+const readTxByConn = new WeakMap<Database.Database, { begin: Database.Statement; commit: Database.Statement }>();
+
+/** BEGIN/COMMIT prepared once per read-only connection: read() is a hot path. */
+function readTransaction(conn: Database.Database): { begin: Database.Statement; commit: Database.Statement } {
+  let tx = readTxByConn.get(conn);
+  if (!tx) {
+    tx = { begin: conn.prepare('BEGIN'), commit: conn.prepare('COMMIT') };
+    readTxByConn.set(conn, tx);
+  }
+  return tx;
 }
 
 /** Opening read-write sets pragmas that may need the file lock: retry between event-loop turns. */

@@ -45,10 +45,17 @@ export function ensureMetaTable(conn: Database.Database): void {
   );
 }
 
+const selectByConn = new WeakMap<Database.Database, Database.Statement<[], Meta>>();
+
 /** Reads the meta row on any connection; a database nobody wrote through sqlite-ha reads 0/0. */
 export function readMeta(conn: Database.Database): Meta {
   try {
-    return (conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`).get() as Meta) ?? { fence: 0, txid: 0, epoch: 0 };
+    let select = selectByConn.get(conn);
+    if (!select) {
+      select = conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`);
+      selectByConn.set(conn, select);
+    }
+    return select.get() ?? { fence: 0, txid: 0, epoch: 0 };
   } catch (err) {
     if (/no such table/.test((err as Error).message)) return { fence: 0, txid: 0, epoch: 0 };
     throw err;

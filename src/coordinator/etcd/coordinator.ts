@@ -38,9 +38,12 @@ export class EtcdCoordinator implements Coordinator {
     const deadline = startedAt + opts.timeoutMs;
     let session: Session | null = null;
     try {
-      session = await retryUntil(deadline, () =>
-        Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs),
-      );
+      // One session serves this node's successive tenures, while it has life left; a lost,
+      // revoked or expiring one (e.g. after this process was paused) is replaced.
+      const reusable = this.writer?.alive && Date.now() < this.writer.commitDeadline ? this.writer : null;
+      if (!reusable && this.writer) void this.writer.revoke().catch(() => undefined);
+      session = reusable ?? (await retryUntil(deadline, () => Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs)));
+      this.writer = session;
       const sess = session;
       const queued = await retryUntil(deadline, () =>
         enqueue(this.client, this.keys, sess.leaseId, {
@@ -49,12 +52,15 @@ export class EtcdCoordinator implements Coordinator {
       );
       const held = await waitTurn(this.client, this.keys, queued, deadline, { node: this.s.nodeId, ttlMs: sess.ttlMs });
       const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId);
-      await lease.watchQueue();
+      // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
+      // the first write does not pay for setting it up. Without it the lease still goes when idle.
+      void lease.watchQueue().catch(() => undefined);
       void this.recordAcquisition(held, Date.now() - startedAt);
       return lease;
     } catch (err) {
-      // Never leak a waiter key: revoking the session deletes it.
+      // Never leak a waiter key: revoking the session deletes it (the next acquire grants anew).
       await session?.revoke().catch(() => undefined);
+      if (this.writer === session) this.writer = null;
       if (err instanceof AcquireTimeoutError) {
         throw new AcquireTimeoutError(opts.timeoutMs, err.holder);
       }
@@ -72,6 +78,9 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async close(): Promise<void> {
+    const writer = this.writer;
+    this.writer = null;
+    await writer?.revoke().catch(() => undefined);
     const reader = this.reader;
     this.reader = null;
     if (reader) await reader.then((s) => s.revoke()).catch(() => undefined);
@@ -149,6 +158,7 @@ export class EtcdCoordinator implements Coordinator {
     }
   }
 
+  private writer: Session | null = null;
   private readerSeq = 0;
   private reader: Promise<Session> | null = null;
 

@@ -19,6 +19,7 @@ export class EtcdLease extends EventEmitter implements Lease {
   readonly cleanHandover: boolean;
   readonly previousTtlMs: number | null;
   private waiters = new Set<string>();
+  private readonly onSessionLost = (reason: Error) => this.markLost(reason);
   private watcher: Watcher | null = null;
   private ended = false;
 
@@ -34,7 +35,7 @@ export class EtcdLease extends EventEmitter implements Lease {
     this.commitAtAcquire = held.commit;
     this.cleanHandover = held.cleanHandover;
     this.previousTtlMs = held.previous?.ttlMs ?? null;
-    session.once('lost', (reason: Error) => this.markLost(reason));
+    session.once('lost', this.onSessionLost);
   }
 
   /** Starts watching the queue; resolves once the watch is established. */
@@ -137,8 +138,9 @@ export class EtcdLease extends EventEmitter implements Lease {
     this.end();
     // The marker tells the successor (and `sqlite-ha history`) this was a clean hand-over.
     const marker: HolderRecord = { fence: this.fence, node: this.node, ttlMs: this.session.ttlMs, time: Date.now() };
+    let deleted = false;
     try {
-      await this.client.kv.txn({
+      const res = await this.client.kv.txn({
         compare: [{ key: Buffer.from(this.held.key), target: 'Create', result: 'Equal', create_revision: this.held.revision }],
         success: [
           { request_put: { key: Buffer.from(this.keys.released), value: Buffer.from(JSON.stringify(marker)) } },
@@ -146,9 +148,11 @@ export class EtcdLease extends EventEmitter implements Lease {
         ],
         failure: [],
       });
+      deleted = res.succeeded;
     } finally {
-      // Revoke even if the txn failed: the key goes with the lease either way.
-      await this.session.revoke().catch(() => undefined);
+      // Deleting the key hands over; the session stays for this node's next tenure (two etcd
+      // writes fewer per hand-over). If the delete did not happen, revoking removes the key.
+      if (!deleted) await this.session.revoke().catch(() => undefined);
     }
     this.emit('released');
   }
@@ -168,6 +172,7 @@ export class EtcdLease extends EventEmitter implements Lease {
 
   private end(): void {
     this.ended = true;
+    this.session.off('lost', this.onSessionLost);
     const w = this.watcher;
     this.watcher = null;
     void w?.cancel().catch(() => undefined);
