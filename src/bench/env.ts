@@ -38,6 +38,15 @@ export interface Settings {
   scalingTrials: number;
   scalingMs: number;
   readerCounts: number[];
+  /**
+   * sshfs (lockless mode): `sshfsRuns` runs, each of `sshfsRounds` rounds per side count; a round
+   * runs one slice of every side (raw, trusted, none, ...) in an order rotated from round to round.
+   */
+  sshfsRuns: number;
+  sshfsRounds: number;
+  sshfsWriteSliceMs: number;
+  /** Also the slice of the plain etcd round-trip side in both rotations. */
+  sshfsReadSliceMs: number;
 }
 
 export const QUICK: Settings = {
@@ -58,6 +67,10 @@ export const QUICK: Settings = {
   scalingTrials: 2,
   scalingMs: 400,
   readerCounts: [1, 2, 4],
+  sshfsRuns: 3,
+  sshfsRounds: 1,
+  sshfsWriteSliceMs: 120,
+  sshfsReadSliceMs: 80,
 };
 
 export const FULL: Settings = {
@@ -78,6 +91,10 @@ export const FULL: Settings = {
   scalingTrials: 3,
   scalingMs: 1500,
   readerCounts: [1, 2, 4],
+  sshfsRuns: 5,
+  sshfsRounds: 1,
+  sshfsWriteSliceMs: 300,
+  sshfsReadSliceMs: 150,
 };
 
 export interface BenchContext {
@@ -247,6 +264,37 @@ export async function paired(runs: number, pairs: number, raw: () => Promise<Tim
     out.haCpuPerOp.push(acc.ha.cpu / acc.ha.ops);
   }
   return out;
+}
+
+/** Per side: one value per run. */
+export type PerSide<K extends string> = Record<K, number[]>;
+
+/**
+ * paired() for more than two sides: `runs` runs, each of `rounds` × k rounds (k = number of
+ * sides); a round runs one trial of every side back to back, the order rotated by one position
+ * from round to round, so each side takes each position equally often. Per run and side: ops/s
+ * over that side's trials (total ops ÷ total seconds).
+ */
+export async function rotated<K extends string>(
+  runs: number, rounds: number, sides: Record<K, () => Promise<Timed>>,
+): Promise<PerSide<K>> {
+  const keys = Object.keys(sides) as K[];
+  const rates = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as PerSide<K>;
+  let round = 0;
+  for (let r = 0; r < runs; r++) {
+    const acc = new Map<K, { ops: number; s: number }>(keys.map((k) => [k, { ops: 0, s: 0 }]));
+    for (let p = 0; p < rounds * keys.length; p++, round++) {
+      const shift = round % keys.length;
+      for (const k of [...keys.slice(shift), ...keys.slice(0, shift)]) {
+        const t = await sides[k]();
+        const a = acc.get(k)!;
+        a.ops += t.ops;
+        a.s += t.seconds;
+      }
+    }
+    for (const k of keys) rates[k].push(acc.get(k)!.ops / acc.get(k)!.s);
+  }
+  return rates;
 }
 
 export function sleep(ms: number): Promise<void> {

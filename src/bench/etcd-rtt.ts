@@ -37,6 +37,60 @@ export async function putRtt(client: Etcd3, key: string, n: number): Promise<num
   return median(xs);
 }
 
+/**
+ * Counts the etcd round trips this process makes while it is installed, and the time spent in
+ * them: every unary call of any etcd3 client (KV range/put/delete/txn, lease grant/revoke, ...)
+ * and every watch created, timed from the call to its settling (calls that overlap are each
+ * timed in full). Keep-alive messages on an open lease stream are not counted (they run on a
+ * timer, not per operation), nor are the client's own retries after errors (none in a healthy
+ * run). Wraps etcd3 internals, like trace.ts; restore() puts them back.
+ */
+export class EtcdCallCounter {
+  private n = 0;
+  private totalMs = 0;
+  private readonly restores: (() => void)[] = [];
+
+  constructor() {
+    /* eslint-disable @typescript-eslint/no-var-requires, @typescript-eslint/no-explicit-any */
+    const targets: [any, string][] = [
+      [require('etcd3/lib/connection-pool').ConnectionPool.prototype, 'exec'],
+      [require('etcd3/lib/watch').WatchBuilder.prototype, 'create'],
+    ];
+    /* eslint-enable @typescript-eslint/no-var-requires, @typescript-eslint/no-explicit-any */
+    const started = () => {
+      this.n++;
+      const t = performance.now();
+      return () => void (this.totalMs += performance.now() - t);
+    };
+    for (const [proto, name] of targets) {
+      const orig = proto[name];
+      if (typeof orig !== 'function') throw new Error(`EtcdCallCounter: etcd3 has no ${name}() to wrap`);
+      proto[name] = function (this: unknown, ...args: unknown[]) {
+        const done = started();
+        const p = orig.apply(this, args);
+        if (p && typeof p.then === 'function') p.then(done, done);
+        else done();
+        return p;
+      };
+      this.restores.push(() => (proto[name] = orig));
+    }
+  }
+
+  /** Calls so far. */
+  get count(): number {
+    return this.n;
+  }
+
+  /** Milliseconds spent in calls so far (settled ones). */
+  get ms(): number {
+    return this.totalMs;
+  }
+
+  restore(): void {
+    for (const r of this.restores.splice(0).reverse()) r();
+  }
+}
+
 export async function benchEtcd(ctx: BenchContext): Promise<Figure[]> {
   const client = benchClient(ctx);
   const key = `${ctx.prefix}/rtt`;

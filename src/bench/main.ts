@@ -6,7 +6,8 @@
  *
  *   --quick            short runs (the whole run stays under a minute)
  *   --only a,b         run only these benchmarks: etcd, writes, reads, contention, failover,
- *                      graceful, scaling
+ *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
+ *                      root, sshfs and sshd)
  *   --json             print the results document on stdout
  *   --dir DIR          where the database files go (default: a temp dir under os.tmpdir());
  *                      point it at the shared file system you deploy on
@@ -29,6 +30,7 @@ import { benchFailover } from './failover';
 import { benchGraceful } from './graceful';
 import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
+import { benchSshfs } from './sshfs';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
 import { benchWrites } from './writes';
@@ -41,11 +43,13 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   failover: benchFailover,
   graceful: benchGraceful,
   scaling: benchScaling,
+  sshfs: benchSshfs,
 };
 
 const USAGE = `usage: node dist/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
-  --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling
+  --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
+                     sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd)
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)
   --out DIR          where the results JSON goes (default: bench/results); --no-save skips it

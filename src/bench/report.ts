@@ -14,7 +14,7 @@ export interface Target {
 export type Verdict = 'PASS' | 'MISS' | 'INFO';
 
 export interface Figure {
-  /** Benchmark group: writes, reads, contention, failover, graceful, scaling, etcd. */
+  /** Benchmark group: writes, reads, contention, failover, graceful, scaling, sshfs, etcd. */
   bench: string;
   /** Stable identifier, e.g. writes.seq.1row.ratio. */
   id: string;
@@ -96,6 +96,7 @@ const BENCH_TITLES: Record<string, string> = {
   failover: '4. crash failover (SIGKILL of the holder → first commit by another process)',
   graceful: '5. graceful hand-over on close()',
   scaling: '6. read scaling: reader processes against one writer',
+  sshfs: "7. lockless mode on sshfs (one export, two mounts): locks 'none' vs 'trusted' vs raw, same mount, one run",
 };
 
 /** The terminal table: one section per benchmark, each figure with spread, target and verdict. */
