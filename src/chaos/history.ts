@@ -50,7 +50,8 @@ export interface CompleteLine extends OpFields {
   attempt?: { txid: number; fence: number } | null;
   applied?: boolean;
   balances?: number[];
-  error?: { code: string; message: string } | null;
+  /** `stack` only for errors without a code (outside the library's contract), to find their origin. */
+  error?: { code: string; message: string; stack?: string } | null;
 }
 
 /** One operation as the checker sees it: paired invoke/complete lines. */

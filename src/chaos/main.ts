@@ -4,19 +4,22 @@
  * schedule of faults, undoes them, stops the nodes and checks every history against the final file.
  *
  *   npm run chaos -- --duration 60s --nodes 3 --faults kill,pause,partition,etcd --fs local --seed 7
+ *   npm run chaos -- --duration 40s --fs sshfs --seed 7      (lockless mode: one sshfs mount per node)
  *
  * Exit: 0 no violation; 1 violations; 2 bad flags or unsupported setup; 3 the harness failed
  * (including a fault it could not inject or undo).
- * Needs root (network namespaces) and etcd/etcdctl on PATH. docs/CHAOS.md explains the rest.
+ * Needs root (network namespaces) and etcd/etcdctl on PATH; --fs sshfs also sshfs, sshd, ssh-keygen
+ * and /dev/fuse. docs/CHAOS.md explains the rest.
  */
 import { spawnSync } from 'child_process';
 import { Command, InvalidArgumentError } from 'commander';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { SshfsExport } from '../cluster/sshfs';
 import { open } from '../index';
 import { check, checkAvailability, readFinalDb } from './checker';
-import { Cleanup, sweepOrphans } from './cleanup';
+import { Cleanup, stopSshfsSync, sweepOrphans, sweepStaleMounts } from './cleanup';
 import { ChaosEtcd } from './cluster';
 import { FAULT_KINDS, FaultKind, FaultRunner, parseFaultKinds, planSchedule } from './faults';
 import { readHistoryFiles } from './history';
@@ -74,7 +77,7 @@ export function parseArgs(argv: string[]): ChaosOptions {
     .option('--duration <time>', 'how long faults are injected (e.g. 60s, 1m)', parseDuration, 60000)
     .option('--nodes <n>', 'node processes, each in its own network namespace', parseIntFlag(1, 9), 3)
     .option('--faults <list>', `comma list of ${FAULT_KINDS.join(', ')} (or none)`, FAULT_KINDS.join(','))
-    .option('--fs <kind>', 'where the shared database lives: local (sshfs: not yet supported)', 'local')
+    .option('--fs <kind>', 'where the shared database lives: local (one file, trusted locks) or sshfs (one mount per node, lockless mode)', 'local')
     .option('--seed <n>', 'seed for the fault schedule and the workloads (default: random, printed)', parseIntFlag(0, 2 ** 31 - 1))
     .option('--ttl <ms>', 'lease TTL of the nodes in ms (etcd grants whole seconds, at least 2)', parseIntFlag(2000, 60000), 2000)
     .option('--json', 'print the JSON report on stdout (the summary goes to stderr)', false)
@@ -98,15 +101,12 @@ export function parseArgs(argv: string[]): ChaosOptions {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (o.fs === 'sshfs') {
-    throw new UsageError('--fs sshfs: not yet supported: the lockless mode is being built (use --fs local)');
-  }
-  if (o.fs !== 'local') throw new UsageError(`--fs ${o.fs}: expected local (sshfs: not yet supported)`);
+  if (o.fs !== 'local' && o.fs !== 'sshfs') throw new UsageError(`--fs ${o.fs}: expected local or sshfs`);
   return {
     durationMs: o.duration,
     nodes: o.nodes,
     faults,
-    fs: 'local',
+    fs: o.fs,
     seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
     json: Boolean(o.json),
     dir: o.dir ?? null,
@@ -129,12 +129,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
   const orphans = sweepOrphans();
   if (orphans.length) log(`killed processes of earlier runs: ${orphans.join(', ')}`);
-  const swept = sweepStale();
+  const swept = [...sweepStaleMounts(), ...sweepStale()];
   if (swept.length) log(`removed leftovers of earlier runs: ${swept.join(', ')}`);
 
   const dir = opts.dir ? path.resolve(opts.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-chaos-'));
+  fs.mkdirSync(dir, { recursive: true });
+  // Lets a later run tell this run's mounts and processes from a live run's (sweepOrphans).
+  fs.writeFileSync(path.join(dir, 'harness.pid'), `${process.pid}\n`);
   fs.mkdirSync(path.join(dir, 'history'), { recursive: true });
-  fs.mkdirSync(path.join(dir, 'db'), { recursive: true });
+  if (opts.fs === 'local') fs.mkdirSync(path.join(dir, 'db'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'logs'), { recursive: true });
   let keepDir = opts.keep || opts.dir !== null;
   cleanup.add('work dir', () => {
@@ -160,8 +163,23 @@ async function runInDir(
   log(`network: bridge ${net.bridge} ${net.hostAddr}/24, namespaces ${net.nodes.map((n) => `${n.ns}=${n.addr}`).join(' ')}`);
 
   const prefix = `/chaos-${process.pid}`;
-  const dbFile = path.join(dir, 'db', 'chaos.db');
   const dbName = 'chaos.db';
+  // local: one file in the work dir. sshfs: one export, mount 0 for the harness's own setup, mount
+  // i for node i (each its own "host": locks through one mount are invisible through the others);
+  // the checker reads the export directly, the server's disk.
+  let storage: SshfsExport | null = null;
+  cleanup.add('sshfs', () => {
+    if (storage) stopSshfsSync(storage);
+  });
+  const expectLocks = opts.fs === 'sshfs' ? 'none' : 'trusted';
+  if (opts.fs === 'sshfs') {
+    storage = await SshfsExport.start({ mounts: opts.nodes + 1, dir: path.join(dir, 'sshfs') });
+    log(`sshfs: export ${storage.exportDir} (sshd 127.0.0.1:${storage.port}), mounts ${storage.mounts.map((m) => path.basename(m)).join(' ')}`);
+  }
+  const mounted = storage;
+  const dbFile = mounted ? path.join(mounted.mounts[0], dbName) : path.join(dir, 'db', dbName);
+  const nodeDbFile = (i: number) => (mounted ? path.join(mounted.mounts[i], dbName) : dbFile);
+  const finalDbFile = mounted ? path.join(mounted.exportDir, dbName) : dbFile;
   let etcd: ChaosEtcd | null = null;
   const etcdDir = path.join(dir, 'etcd');
   fs.mkdirSync(etcdDir, { recursive: true });
@@ -174,8 +192,13 @@ async function runInDir(
     coordinator: { kind: 'etcd', endpoints: etcd.endpoints, prefix },
     nodeId: 'setup', leaseTtlMs: opts.ttlMs, ...LEASE,
   });
+  const setupLocks = setupDb.locks;
   await setupDb.write((c) => setupTransaction(c, BANK));
   await setupDb.close();
+  if (setupLocks !== expectLocks) {
+    throw new Error(`open() chose locks '${setupLocks}' for ${dbFile} (--fs ${opts.fs}); expected '${expectLocks}'`);
+  }
+  log(`setup written through the library (locks '${setupLocks}')`);
 
   const historyFile = (i: number) => path.join(dir, 'history', `n${i}.jsonl`);
   const e = etcd;
@@ -184,7 +207,7 @@ async function runInDir(
     opts.nodes,
     (i) => n0.execPrefix(i),
     (i, incarnation): WorkerConfig => ({
-      db: dbFile,
+      db: nodeDbFile(i),
       endpoints: e.endpoints,
       prefix,
       nodeId: `n${i}`,
@@ -193,6 +216,7 @@ async function runInDir(
       seed: opts.seed,
       bank: BANK,
       locks: 'auto',
+      expectLocks,
       leaseTtlMs: opts.ttlMs,
       ...LEASE,
       thinkMs: 20,
@@ -244,11 +268,18 @@ async function runInDir(
   log('stopping nodes');
   await nodes.stopAll(STOP_GRACE_MS);
   await etcd.stop(true).catch(() => undefined);
+  if (storage) {
+    await storage.stop();
+    log('sshfs export stopped (mounts gone)');
+  }
+  for (const [mode, n] of Object.entries(nodes.locksSeen)) {
+    if (mode !== expectLocks) errors.push(`${n} node start(s) opened the database with locks '${mode}' on --fs ${opts.fs}; expected '${expectLocks}'`);
+  }
 
   // Check.
   const files = nodes.nodes.map((n) => historyFile(n.index));
   const hist = readHistoryFiles(files);
-  const finalDb = readFinalDb(dbFile);
+  const finalDb = readFinalDb(finalDbFile);
   const result = check(hist.ops, finalDb, BANK);
   const avail = checkAvailability(runner.records, hist.ops, RECOVERY_BOUND_MS, runEnd);
   const violations = [...result.violations, ...avail.violations];
@@ -271,6 +302,7 @@ async function runInDir(
     durationMs: opts.durationMs,
     nodes: opts.nodes,
     fs: opts.fs,
+    locks: { expected: expectLocks, setup: setupLocks, nodeStarts: { ...nodes.locksSeen } },
     faultKinds: opts.faults,
     startedAt: new Date(started).toISOString(),
     wallMs: Date.now() - started,
@@ -296,13 +328,16 @@ async function runInDir(
   return report;
 }
 
-function preflight(): string | null {
+function preflight(opts: ChaosOptions): string | null {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     return 'chaos needs root: it creates network namespaces, veth pairs and a bridge';
   }
   for (const bin of ['ip', 'etcd', 'etcdctl']) {
     const r = spawnSync(bin, bin === 'ip' ? ['-V'] : bin === 'etcdctl' ? ['version'] : ['--version'], { stdio: 'ignore' });
     if (r.status !== 0) return `chaos needs '${bin}' on PATH`;
+  }
+  if (opts.fs === 'sshfs' && !SshfsExport.available()) {
+    return "chaos --fs sshfs needs 'sshfs' on PATH, /usr/sbin/sshd, 'ssh-keygen' and /dev/fuse";
   }
   return null;
 }
@@ -318,7 +353,7 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const missing = preflight();
+  const missing = preflight(opts);
   if (missing) {
     process.stderr.write(`chaos: ${missing}\n`);
     return 2;

@@ -6,7 +6,12 @@
  * Run: node dist/chaos/node-worker.js '<WorkerConfig JSON>'
  * stdout: JSON events for the harness: ready, ack (a write succeeded), bulk-begin / bulk-end
  * (inside the large transaction, written synchronously so the harness can kill or pause it there),
- * lease (acquired/released/lost), done. stderr: diagnostics.
+ * lease (acquired/released/lost), done. stderr: diagnostics. `ready` carries `locks`, the storage
+ * mode open() chose, and `db`, the path it opened (on sshfs: its own mount).
+ *
+ * Only db.read(fn) and db.write(fn) touch the database (never the synchronous better-sqlite3
+ * surface of the handle), so the same worker runs in both storage modes: in the lockless mode
+ * (locks 'none') reads happen only inside db.read() and writes only through db.write().
  * SIGTERM/SIGINT: finish the current operation, close (releasing the lease), exit 0.
  * SIGUSR2: make the next write the large transaction.
  */
@@ -27,8 +32,13 @@ export interface WorkerConfig {
   historyFile: string;
   seed: number;
   bank: BankConfig;
-  /** Passed through to open(): 'auto' reads the mount, 'trusted' skips the check. */
-  locks?: 'auto' | 'trusted';
+  /** Passed through to open(): 'auto' reads the mount and picks 'none' on sshfs, 'trusted' on local. */
+  locks?: 'auto' | 'trusted' | 'none';
+  /**
+   * The storage mode open() must end up in (`db.locks`): 'none' on sshfs, 'trusted' on a local
+   * file. A mismatch is fatal before the first operation (event `fatal`, code LOCKS_MISMATCH).
+   */
+  expectLocks?: 'trusted' | 'none';
   leaseTtlMs: number;
   safetyMarginMs: number;
   idleReleaseMs: number;
@@ -61,9 +71,11 @@ export function writeOutcomeOf(err: unknown): Exclude<Outcome, 'ok'> {
   return 'unknown'; // SQLITE_HA_COMMIT_OUTCOME_UNKNOWN, and anything unexpected
 }
 
-function errorInfo(err: unknown): { code: string; message: string } {
-  const e = err as { code?: unknown; message?: unknown };
-  return { code: typeof e?.code === 'string' ? e.code : 'ERROR', message: String(e?.message ?? err).slice(0, 300) };
+function errorInfo(err: unknown): { code: string; message: string; stack?: string } {
+  const e = err as { code?: unknown; message?: unknown; stack?: unknown };
+  const info = { code: typeof e?.code === 'string' ? e.code : 'ERROR', message: String(e?.message ?? err).slice(0, 300) };
+  // An error without a code breaks the library's contract: keep where it came from.
+  return info.code === 'ERROR' && typeof e?.stack === 'string' ? { ...info, stack: e.stack.slice(0, 6000) } : info;
 }
 
 function event(obj: Record<string, unknown>): void {
@@ -76,6 +88,8 @@ function event(obj: Record<string, unknown>): void {
 }
 
 export async function runWorker(cfg: WorkerConfig): Promise<number> {
+  // gRPC errors carry the stack of the call site: deep enough to reach the library's frames.
+  Error.stackTraceLimit = Math.max(Error.stackTraceLimit, 40);
   const fd = fs.openSync(cfg.historyFile, 'a');
   const record = (line: InvokeLine | CompleteLine) => fs.writeSync(fd, JSON.stringify(line) + '\n');
   const prng = Prng.derive(cfg.seed, cfg.nodeId, cfg.incarnation);
@@ -110,7 +124,15 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
   db.on('acquired', (e: { fence: number }) => event({ ev: 'lease', event: 'acquired', fence: e?.fence }));
   db.on('released', () => event({ ev: 'lease', event: 'released' }));
   db.on('lost', (e: { code?: string }) => event({ ev: 'lease', event: 'lost', code: e?.code }));
-  event({ ev: 'ready', pid: process.pid });
+  if (cfg.expectLocks && db.locks !== cfg.expectLocks) {
+    const message = `open() chose locks '${db.locks}' for ${cfg.db}; expected '${cfg.expectLocks}'`;
+    event({ ev: 'fatal', code: 'LOCKS_MISMATCH', message, locks: db.locks });
+    process.stderr.write(`node-worker ${cfg.nodeId}: ${message}\n`);
+    await db.close().catch(() => undefined);
+    fs.closeSync(fd);
+    return 4;
+  }
+  event({ ev: 'ready', pid: process.pid, locks: db.locks, db: cfg.db });
 
   const tally = { ok: 0, fail: 0, unknown: 0 };
   const accountIds = Array.from({ length: cfg.bank.accounts }, (_, i) => i + 1);

@@ -38,6 +38,8 @@ export class NodeManager {
   /** Time of the newest ack from any node. */
   lastAckAt = 0;
   acks = 0;
+  /** Storage modes the node starts reported (`ready` events, every incarnation): mode → count. */
+  readonly locksSeen: Record<string, number> = {};
   /** Exits nobody asked for (not SIGKILL by the harness, not a clean stop). */
   readonly unexpectedExits: string[] = [];
 
@@ -134,7 +136,11 @@ export class NodeManager {
       this.acks++;
     } else if (e.ev === 'lease') {
       n.leaseHeld = e.event === 'acquired';
+    } else if (e.ev === 'ready') {
+      const mode = typeof e.locks === 'string' ? e.locks : '(not reported)';
+      this.locksSeen[mode] = (this.locksSeen[mode] ?? 0) + 1;
     } else if (e.ev === 'fatal') {
+      if (e.code === 'LOCKS_MISMATCH' && typeof e.locks === 'string') this.locksSeen[e.locks] = (this.locksSeen[e.locks] ?? 0) + 1;
       this.log(`${n.nodeId}#${n.incarnation} fatal: ${String(e.code)} ${String(e.message)}`);
     }
     for (const l of this.listeners) l(n, e);

@@ -11,6 +11,11 @@ export interface ChaosReport {
   durationMs: number;
   nodes: number;
   fs: string;
+  /**
+   * The storage mode: what --fs requires ('none' on sshfs, 'trusted' on local), what open() chose
+   * for the harness's setup, and per mode how many node starts (all incarnations) reported it.
+   */
+  locks: { expected: string; setup: string; nodeStarts: Record<string, number> };
   faultKinds: FaultKind[];
   startedAt: string;
   wallMs: number;
@@ -47,7 +52,8 @@ export function formatReport(r: ChaosReport): string {
   const out: string[] = [];
   const t0 = r.faults[0]?.injectAt ?? 0;
   out.push(
-    `sqlite-ha chaos: seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of faults, ${r.nodes} nodes, fs ${r.fs}, ` +
+    `sqlite-ha chaos: seed ${r.seed}, ${Math.round(r.durationMs / 1000)} s of faults, ${r.nodes} nodes, fs ${r.fs} ` +
+      `(locks ${Object.entries(r.locks.nodeStarts).map(([m, n]) => `'${m}' in ${n} node start${n === 1 ? '' : 's'}`).join(', ') || 'not reported'}), ` +
       `faults ${r.faultKinds.join(',') || 'none'} (wall ${Math.round(r.wallMs / 1000)} s)`,
   );
   out.push('');

@@ -1,7 +1,10 @@
 /**
  * The chaos suite: (a) the checker against hand-made histories, one per violation kind plus a clean
- * one (a checker that never fails proves nothing); (b) one real sweep of every fault kind through
- * the built harness (root, etcd on PATH, `npm run build` first).
+ * one (a checker that never fails proves nothing); (b) the built harness for real (root, etcd on
+ * PATH, sshfs + sshd for --fs sshfs, `npm run build` first): one sweep of every fault kind on each
+ * filesystem (local: trusted locks; sshfs: one mount per node, the lockless mode), and the sshfs
+ * wiring itself (mounts per node inside the namespaces, the checker reading the export, cleanup of
+ * mounts and processes at the end and on SIGINT).
  */
 import Database from 'better-sqlite3';
 import { spawn, spawnSync } from 'child_process';
@@ -263,43 +266,163 @@ describe('schedule and flags', () => {
 
 const MAIN = path.join(__dirname, '..', '..', 'dist', 'chaos', 'main.js');
 
+interface HarnessRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built harness; `onStderr` may act on progress lines (e.g. send SIGINT). */
+function harness(args: string[], killAfterMs: number, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<HarnessRun> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    onStderr?.(stderr, child);
+  });
+  const killer = setTimeout(() => child.kill('SIGTERM'), killAfterMs); // the harness cleans up on SIGTERM
+  return new Promise((resolve) =>
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      resolve({ code, signal, stdout, stderr });
+    }),
+  );
+}
+
+function reportOf(run: HarnessRun): ChaosReport {
+  try {
+    return JSON.parse(run.stdout);
+  } catch {
+    throw new Error(`no JSON report (exit ${run.code}); stderr:\n${run.stderr.slice(-4000)}`);
+  }
+}
+
+/** sshfs mount points under `dir` still listed in /proc/mounts. */
+function sshfsMountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'fuse.sshfs' && f[1].startsWith(dir + '/'))
+    .map((f) => f[1]);
+}
+
+/** Live (non-zombie) processes whose command line mentions `dir`. */
+function processesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (/^\S+ \(.*\) Z/.test(fs.readFileSync(`/proc/${e}/stat`, 'utf8'))) continue;
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(dir)) out.push(`${e}: ${cmd.slice(0, 120)}`);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function namespacesOf(pid: number): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => l.startsWith(`shc-${pid}-`));
+}
+
+/** The sweep every CI run makes, on one filesystem: all fault kinds, zero violations. */
+async function sweep(fsKind: 'local' | 'sshfs', seed: number): Promise<ChaosReport> {
+  const run = await harness(['--fs', fsKind, '--duration', '40s', '--faults', 'kill,pause,partition,etcd', '--seed', String(seed), '--json'], 85000);
+  const report = reportOf(run);
+  if (run.code !== 0 || !report.ok) process.stderr.write(`${run.stderr.slice(-6000)}\n`);
+  expect(report.violations).toEqual([]);
+  expect(report.errors).toEqual([]);
+  expect(run.code).toBe(0);
+  expect(report.fs).toBe(fsKind);
+  const mode = fsKind === 'sshfs' ? 'none' : 'trusted';
+  expect(report.locks.expected).toBe(mode);
+  expect(report.locks.setup).toBe(mode);
+  expect(Object.keys(report.locks.nodeStarts)).toEqual([mode]);
+  const injected = new Set(report.faults.filter((f) => f.injected).map((f) => f.kind));
+  expect([...injected].sort()).toEqual([...FAULT_KINDS].sort());
+  expect(report.missingKinds).toEqual([]);
+  expect(report.stats.integrity).toBe('ok');
+  expect(report.stats.append.acked).toBeGreaterThan(20);
+  expect(report.stats.bank.readsChecked).toBeGreaterThan(5);
+  expect(report.wallMs).toBeLessThan(65000);
+  return report;
+}
+
 describe('the harness', () => {
   beforeAll(() => {
     if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
   });
 
-  test('--fs sshfs is refused clearly (exit 2) until the lockless mode exists', () => {
-    const r = spawnSync(process.execPath, [MAIN, '--fs', 'sshfs', '--duration', '5s'], { encoding: 'utf8' });
+  test('an unknown --fs is refused (exit 2)', () => {
+    const r = spawnSync(process.execPath, [MAIN, '--fs', 'nfs', '--duration', '5s'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/not yet supported: the lockless mode is being built/);
+    expect(r.stderr).toMatch(/--fs nfs: expected local or sshfs/);
   });
 
-  test('a real 40 s sweep of every fault kind: exit 0, each kind injected, zero violations', async () => {
-    const child = spawn(process.execPath, [MAIN, '--duration', '40s', '--faults', 'kill,pause,partition,etcd', '--seed', '1', '--json'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const killer = setTimeout(() => child.kill('SIGTERM'), 85000); // the harness cleans up on SIGTERM
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    clearTimeout(killer);
-    let report: ChaosReport;
+  test('--fs sshfs: one mount per node inside its namespace, the lockless mode, the checker on the export, nothing left behind', async () => {
+    const run = await harness(['--fs', 'sshfs', '--faults', 'none', '--duration', '3s', '--seed', '2', '--json', '--keep'], 60000);
+    const report = reportOf(run);
+    const dir = report.dir;
     try {
-      report = JSON.parse(stdout);
-    } catch {
-      throw new Error(`no JSON report (exit ${code}); stderr:\n${stderr.slice(-4000)}`);
+      if (run.code !== 0) process.stderr.write(`${run.stderr.slice(-4000)}\n`);
+      expect(report.violations).toEqual([]);
+      expect(run.code).toBe(0);
+      expect(report.locks).toEqual({ expected: 'none', setup: 'none', nodeStarts: { none: 3 } });
+      // Each node opened the file through its own mount (its own "host"), from inside its namespace.
+      const opened = [1, 2, 3].map((i) => {
+        const ready = fs.readFileSync(path.join(dir, 'logs', `n${i}.log`), 'utf8').split('\n').find((l) => l.includes('"ev":"ready"'));
+        return JSON.parse(ready ?? '{}') as { db?: string; locks?: string };
+      });
+      expect(opened.map((r) => [r.db, r.locks])).toEqual([1, 2, 3].map((i) => [path.join(dir, 'sshfs', `mnt-${i}`, 'chaos.db'), 'none']));
+      // Every node wrote; the checker read the server's disk: the export's file holds every commit.
+      const hist = readHistoryFiles([1, 2, 3].map((i) => path.join(dir, 'history', `n${i}.jsonl`)));
+      expect(new Set(hist.ops.filter((o) => o.outcome === 'ok' && o.op !== 'read').map((o) => o.node))).toEqual(new Set(['n1', 'n2', 'n3']));
+      const exported = readFinalDb(path.join(dir, 'sshfs', 'export', 'chaos.db'));
+      expect(exported.commits.length).toBe(report.stats.fence.commits);
+      expect(exported.meta.txid).toBe(report.stats.fence.metaTxid);
+      expect(fs.existsSync(path.join(dir, 'db'))).toBe(false);
+      // Cleaned up: no mount, no sshd/sshfs/etcd/node process, no namespace.
+      expect(sshfsMountsUnder(dir)).toEqual([]);
+      expect(processesUnder(dir)).toEqual([]);
+      const pid = Number(fs.readFileSync(path.join(dir, 'harness.pid'), 'utf8'));
+      expect(namespacesOf(pid)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-    if (code !== 0 || !report.ok) process.stderr.write(`${stderr.slice(-6000)}\n`);
-    expect(report.violations).toEqual([]);
-    expect(code).toBe(0);
-    const injected = new Set(report.faults.filter((f) => f.injected).map((f) => f.kind));
-    expect([...injected].sort()).toEqual([...FAULT_KINDS].sort());
-    expect(report.missingKinds).toEqual([]);
-    expect(report.stats.integrity).toBe('ok');
-    expect(report.stats.append.acked).toBeGreaterThan(20);
-    expect(report.stats.bank.readsChecked).toBeGreaterThan(5);
-    expect(report.wallMs).toBeLessThan(60000);
+  }, 70000);
+
+  test('--fs sshfs: SIGINT during faults unmounts the export and ends every process (exit 130)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-chaos-sigint-'));
+    try {
+      let mountsAtSigint: string[] | null = null;
+      const run = await harness(['--fs', 'sshfs', '--faults', 'kill,pause', '--duration', '30s', '--seed', '3', '--dir', dir], 60000, (text, child) => {
+        if (mountsAtSigint === null && /fault 1 /.test(text)) {
+          mountsAtSigint = sshfsMountsUnder(dir);
+          child.kill('SIGINT');
+        }
+      });
+      if (mountsAtSigint === null) throw new Error(`no fault was injected; stderr:\n${run.stderr.slice(-4000)}`);
+      expect(mountsAtSigint).toHaveLength(4); // the harness's own mount and one per node
+      expect(run.code).toBe(130);
+      expect(run.stderr).toMatch(/SIGINT: undoing faults/);
+      expect(sshfsMountsUnder(dir)).toEqual([]);
+      expect(processesUnder(dir)).toEqual([]);
+      expect(namespacesOf(Number(fs.readFileSync(path.join(dir, 'harness.pid'), 'utf8')))).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 70000);
+
+  test('a real 40 s sweep of every fault kind on a local file (trusted locks): exit 0, each kind injected, zero violations', async () => {
+    await sweep('local', 1);
+  }, 95000);
+
+  test('a real 40 s sweep of every fault kind on sshfs (lockless mode, one mount per node): exit 0, each kind injected, zero violations', async () => {
+    await sweep('sshfs', 1);
   }, 95000);
 });
