@@ -98,7 +98,7 @@ export class HADatabase implements StatementHost {
   }
 
   private async doAcquire(): Promise<void> {
-    if (this.releasing) await this.releasing;
+    if (this.releasing) await this.releasing.catch(() => undefined); // its failure is not this write's
     let lease: Lease;
     try {
       lease = await this.coordinator.acquire({ timeoutMs: this.opts.acquireTimeoutMs });

@@ -122,7 +122,7 @@ export class EtcdCoordinator implements Coordinator {
     const key = Buffer.from(`${this.keys.readersPrefix}${BigInt(session.leaseId).toString(16)}-${++this.readerSeq}`);
     const gate = Buffer.from(this.keys.gate);
     for (;;) {
-      const res = await etcdCall('reader register', () =>
+      const res = await this.readerCall(session, 'reader register', () =>
         this.client.kv.txn({
           compare: [{ key: gate, target: 'Version', result: 'Equal', version: 0 }],
           success: [
@@ -137,7 +137,7 @@ export class EtcdCoordinator implements Coordinator {
         return {
           commit: parseJson<CommitRecord>(res.responses[1].response_range.kvs[0]?.value),
           finish: async () => {
-            const done = await etcdCall('reader finish', () =>
+            const done = await this.readerCall(session, 'reader finish', () =>
               this.client.kv.txn({
                 compare: [{ key, target: 'Create', result: 'Equal', create_revision: revision }],
                 success: [{ request_delete_range: { key } }],
@@ -155,6 +155,21 @@ export class EtcdCoordinator implements Coordinator {
           'read not registered in time: a writer kept its commit gate closed (or etcd did not answer)',
         );
       }
+    }
+  }
+
+  /**
+   * An etcd call on a reader key. If it fails, the key may exist without anyone to delete it (the
+   * reply was lost, or the delete failed), kept alive by the shared reader session and blocking
+   * every writer's gate: give that session up so such a key lives at most one TTL.
+   */
+  private async readerCall<T>(session: Session, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await etcdCall(what, fn);
+    } catch (err) {
+      session.lose(err as Error); // stops keep-alives; readerSession() grants a new one next time
+      void session.revoke().catch(() => undefined);
+      throw err;
     }
   }
 

@@ -149,6 +149,8 @@ export class EtcdLease extends EventEmitter implements Lease {
         failure: [],
       });
       deleted = res.succeeded;
+    } catch {
+      /* etcd unreachable: the revoke below (or the TTL) removes the key */
     } finally {
       // Deleting the key hands over; the session stays for this node's next tenure (two etcd
       // writes fewer per hand-over). If the delete did not happen, revoking removes the key.
