@@ -3,10 +3,9 @@
  * exception. Tasks are synchronous (they must also run inside an `exit` handler), idempotent, and
  * run newest first; one failing does not stop the others. Install before creating anything.
  */
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { isSshfsMounted, SshfsExport } from '../cluster/sshfs';
+import { isSshfsMounted, SshfsExport, unmount } from '../cluster/sshfs';
 
 export class Cleanup {
   private tasks: { name: string; fn: () => void }[] = [];
@@ -100,17 +99,6 @@ function chaosSshfsOwner(p: string): { dir: string; dead: boolean } | null {
   return { dir: m[1], dead: pid !== process.pid && !isHarness(pid) };
 }
 
-function lazyUnmount(mnt: string): void {
-  for (const [cmd, args] of [
-    ['fusermount3', ['-u', '-z', mnt]],
-    ['fusermount', ['-u', '-z', mnt]],
-    ['umount', ['-l', mnt]],
-  ] as const) {
-    const r = spawnSync(cmd, [...args], { stdio: 'ignore', timeout: 5000 });
-    if (r.status === 0 || !isSshfsMounted(mnt)) return;
-  }
-}
-
 function killQuiet(pid: number): boolean {
   try {
     process.kill(pid, 'SIGCONT');
@@ -136,7 +124,7 @@ function allPids(): number[] {
  * SshfsExport.stop()`; after it this finds nothing to do.
  */
 export function stopSshfsSync(exp: SshfsExport): void {
-  for (const mnt of exp.mounts) if (isSshfsMounted(mnt)) lazyUnmount(mnt);
+  for (const mnt of exp.mounts) if (isSshfsMounted(mnt)) unmount(mnt);
   const sshd = exp.sshdPid;
   const victims = new Set<number>();
   if (sshd) {
@@ -175,7 +163,7 @@ export function sweepStaleMounts(): string[] {
     if (f.length < 3 || f[2] !== 'fuse.sshfs') continue;
     const mnt = unescape(f[1]);
     if (chaosSshfsOwner(mnt)?.dead) {
-      lazyUnmount(mnt);
+      unmount(mnt);
       out.push(mnt);
     }
   }

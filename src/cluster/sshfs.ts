@@ -15,6 +15,7 @@
  */
 import { ChildProcess, execFile, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
+import { parseMounts } from '../storage/mounts';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
@@ -272,14 +273,11 @@ export function isSshfsMounted(mountPoint: string): boolean {
   } catch {
     return false;
   }
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-  return text.split('\n').some((line) => {
-    const f = line.split(' ');
-    return f.length >= 3 && f[2] === 'fuse.sshfs' && unescape(f[1]) === mountPoint;
-  });
+  return parseMounts(text).some((m) => m.fsType === 'fuse.sshfs' && m.mountPoint === mountPoint);
 }
 
-function unmount(mnt: string): void {
+/** Lazily unmounts a FUSE mount with whichever tool works here; a no-op if it is not mounted. */
+export function unmount(mnt: string): void {
   if (!isSshfsMounted(mnt)) return;
   for (const [cmd, args] of [
     ['fusermount3', ['-u', '-z', mnt]],
