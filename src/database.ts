@@ -6,7 +6,6 @@
  * `generation` bumps whenever the current connection changes, so statements re-prepare.
  */
 import type Database from 'better-sqlite3';
-import { EventEmitter } from 'events';
 import type { Coordinator, Lease } from './coordinator/types';
 import {
   AcquireTimeoutError, ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError, NotLeaseHolderError,

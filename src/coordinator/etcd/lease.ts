@@ -145,6 +145,8 @@ export class EtcdLease extends EventEmitter implements Lease {
         success: [
           { request_put: { key: Buffer.from(this.keys.released), value: Buffer.from(JSON.stringify(marker)) } },
           { request_delete_range: { key: Buffer.from(this.held.key) } },
+          // A gate left closed by a failed commit would outlive this tenure on the kept session.
+          { request_delete_range: { key: Buffer.from(this.keys.gate) } },
         ],
         failure: [],
       });
