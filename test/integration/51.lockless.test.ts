@@ -130,8 +130,9 @@ test('a writer SIGSTOPped mid-commit past its lease, then resumed: the final sta
   const a = node(0, 'a', 2, 2000);
   await a.waitFor((e) => e.ev === 'ack' && e.seq === 1, 60000);
   await a.waitFor((e) => e.ev === 'inside' && e.seq === 2, 30000);
-  // The gate closes within a few etcd round trips, then COMMIT writes ~1.5 MB over sshfs.
-  await new Promise((r) => setTimeout(r, 60));
+  // The gate closes within a few etcd round trips, then COMMIT writes ~6 MB (journal + pages)
+  // over sshfs: a stop 30 ms after the callback lands in the gate wait or inside COMMIT.
+  await new Promise((r) => setTimeout(r, 30));
   a.signal('SIGSTOP');
   const b = node(1, 'b', 2, 6000);
   const bDone = await b.waitFor((e) => e.ev === 'done', 60000);
