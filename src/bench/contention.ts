@@ -16,7 +16,7 @@ import { HandoverRecord, Keys, parseJson } from '../coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, now, sleep } from './env';
 import { benchClient } from './etcd-rtt';
 import { Figure, figure } from './report';
-import { median, minMax, pairRatios, quantile } from './stats';
+import { minMax, pairRatios, quantile, overRuns } from './stats';
 import type { Worker } from './workers';
 
 interface LoopResult {
@@ -110,20 +110,20 @@ export async function benchContention(ctx: BenchContext): Promise<Figure[]> {
     return [
       figure({
         bench: 'contention', id: 'contention.share', label: 'aggregate of 3 writers ÷ single writer', unit: '%',
-        value: median(shares), spread: minMax(shares), n: shares.length, samples: shares,
+        ...overRuns(shares),
         target: { op: '>=', value: 50 },
       }),
       figure({
         bench: 'contention', id: 'contention.aggregate', label: '  3 writers, aggregate', unit: 'txn/s',
-        value: median(aggregates), spread: minMax(aggregates), n: aggregates.length, samples: aggregates,
+        ...overRuns(aggregates),
       }),
       figure({
         bench: 'contention', id: 'contention.single', label: '  1 writer process alone', unit: 'txn/s',
-        value: median(singles), spread: minMax(singles), n: singles.length, samples: singles,
+        ...overRuns(singles),
       }),
       figure({
         bench: 'contention', id: 'contention.handovers_per_s', label: '  hand-overs per second (3 writers)', unit: '/s',
-        value: median(handoversPerSec), spread: minMax(handoversPerSec), n: handoversPerSec.length, samples: handoversPerSec,
+        ...overRuns(handoversPerSec),
       }),
       figure({
         bench: 'contention', id: 'contention.handover.p50', label: 'hand-over p50 (release → next holder, history records)', unit: 'ms',

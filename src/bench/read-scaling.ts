@@ -9,7 +9,7 @@
  */
 import { BenchContext, createDatabase, dbFile, now } from './env';
 import { Figure, figure } from './report';
-import { median, minMax } from './stats';
+import { median, overRuns } from './stats';
 
 const ROWS = 1000;
 
@@ -54,7 +54,7 @@ export async function benchScaling(ctx: BenchContext): Promise<Figure[]> {
   return [
     figure({
       bench: 'scaling', id: 'scaling.idle_writer.reads', label: '1 reader process, writer not writing', unit: 'reads/s',
-      value: median(idle), spread: minMax(idle), n: idle.length, samples: idle,
+      ...overRuns(idle),
     }),
   ].concat(s.readerCounts.flatMap((k) => {
     const r = reads.get(k)!;
@@ -62,12 +62,12 @@ export async function benchScaling(ctx: BenchContext): Promise<Figure[]> {
     return [
       figure({
         bench: 'scaling', id: `scaling.readers${k}.reads`, label: `${k} reader process${k > 1 ? 'es' : ''}: total reads/s`, unit: 'reads/s',
-        value: median(r), spread: minMax(r), n: r.length, samples: r,
+        ...overRuns(r),
         note: k === s.readerCounts[0] ? undefined : `${(median(r) / base).toFixed(2)}× the ${s.readerCounts[0]}-reader figure`,
       }),
       figure({
         bench: 'scaling', id: `scaling.readers${k}.writer`, label: '  writer meanwhile', unit: 'txn/s',
-        value: median(w), spread: minMax(w), n: w.length, samples: w,
+        ...overRuns(w),
       }),
     ];
   }));

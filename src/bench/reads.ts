@@ -16,7 +16,7 @@ import { Keys } from '../coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, openHa, openRaw, paired, PAYLOAD, SELECT, timedAsync, timedSync } from './env';
 import { benchClient, rangeRtt } from './etcd-rtt';
 import { Figure, figure } from './report';
-import { median, minMax, pairDiffs, pairRatios } from './stats';
+import { median, pairDiffs, pairRatios, overRuns } from './stats';
 
 const ROWS = 1000;
 
@@ -67,16 +67,16 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
       figures.push(
         figure({
           bench: 'reads', id: `reads.${v}.ratio`, label: `${labels[v]}: sqlite-ha ÷ raw`, unit: 'x',
-          value: median(ratios), spread: minMax(ratios), n: ratios.length, samples: ratios,
+          ...overRuns(ratios),
           target: { op: '>=', value: 0.95 },
         }),
         figure({
           bench: 'reads', id: `reads.${v}.raw`, label: '  raw better-sqlite3 stmt.get()', unit: 'reads/s',
-          value: median(rawRates), spread: minMax(rawRates), n: rawRates.length, samples: rawRates,
+          ...overRuns(rawRates),
         }),
         figure({
           bench: 'reads', id: `reads.${v}.ha`, label: '  sqlite-ha', unit: 'reads/s',
-          value: median(haRates), spread: minMax(haRates), n: haRates.length, samples: haRates,
+          ...overRuns(haRates),
         }),
       );
     }
@@ -87,7 +87,7 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
       figures.push(
         figure({
           bench: 'reads', id: 'reads.read.vs_raw_txn', label: '  db.read ÷ raw transaction(fn).deferred() (same work)', unit: 'x',
-          value: median(ratios), spread: minMax(ratios), n: ratios.length, samples: ratios,
+          ...overRuns(ratios),
           note: `raw transaction(fn).deferred(): ${Math.round(median(rawRates))} reads/s; no target, it splits the gap above`,
         }),
       );
@@ -118,15 +118,15 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
     figures.push(
       figure({
         bench: 'reads', id: 'reads.linearizable.latency', label: 'linearizable db.read latency (median per run)', unit: 'ms',
-        value: median(lin), spread: minMax(lin), n: lin.length, samples: lin,
+        ...overRuns(lin),
       }),
       figure({
         bench: 'reads', id: 'reads.linearizable.added', label: '  added over a local db.read', unit: 'ms',
-        value: median(added), spread: minMax(added), n: added.length, samples: added,
+        ...overRuns(added),
       }),
       figure({
         bench: 'reads', id: 'reads.linearizable.added_rtt', label: '  added, in etcd range round trips', unit: 'RTT',
-        value: median(inRtt), spread: minMax(inRtt), n: inRtt.length, samples: inRtt,
+        ...overRuns(inRtt),
         note: `floor is 1 RTT (the commit record is read from etcd); this run's range RTT: ${median(rtt).toFixed(3)} ms`,
       }),
     );

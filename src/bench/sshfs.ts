@@ -29,7 +29,7 @@ import {
 } from './env';
 import { benchClient, EtcdCallCounter } from './etcd-rtt';
 import { Figure, figure } from './report';
-import { iqr, median, minMax, pairRatios, quantile } from './stats';
+import { iqr, median, pairRatios, quantile, overRuns } from './stats';
 
 const fmt2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
 
@@ -118,9 +118,9 @@ export async function benchSshfs(ctx: BenchContext): Promise<Figure[]> {
   const addedRtt = (slow: number[], fast: number[], puts: number[]) => slow.map((x, i) => (1 / x - 1 / fast[i]) * puts[i]);
   const figures: Figure[] = [];
   const ratioFigure = (id: string, label: string, xs: number[], note?: string) =>
-    figure({ bench: BENCH, id, label, unit: 'x', value: median(xs), spread: minMax(xs), n: xs.length, samples: xs, note });
+    figure({ bench: BENCH, id, label, unit: 'x', ...overRuns(xs), note });
   const rateFigure = (id: string, label: string, unit: string, xs: number[], note?: string) =>
-    figure({ bench: BENCH, id, label, unit, value: median(xs), spread: minMax(xs), n: xs.length, samples: xs, note });
+    figure({ bench: BENCH, id, label, unit, ...overRuns(xs), note });
   const perOp = (u: EtcdUse, k: 'calls' | 'writes') => (u.ops ? u[k] / u.ops : NaN);
   /** The counted etcd use of none, with trusted's alongside in the note. */
   const etcdFigures = (phase: 'write' | 'read', op: string, none: EtcdUse, trusted: EtcdUse): Figure[] => [

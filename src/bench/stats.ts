@@ -77,3 +77,8 @@ export function pairDiffs(a: readonly number[], b: readonly number[]): number[] 
   if (a.length !== b.length) throw new RangeError(`pairDiffs: ${a.length} vs ${b.length} values`);
   return a.map((x, i) => x - b[i]);
 }
+
+/** A figure's numbers taken over runs: the median, its min–max spread, the count and the samples. */
+export function overRuns(values: readonly number[]): { value: number; spread: Spread | null; n: number; samples: number[] } {
+  return { value: median(values), spread: minMax(values), n: values.length, samples: [...values] };
+}

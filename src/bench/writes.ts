@@ -17,7 +17,7 @@ import type Database from 'better-sqlite3';
 import { BenchContext, createDatabase, dbFile, INSERT, openHa, openRaw, paired, PAYLOAD, Timed, timedAsync, timedSync } from './env';
 import { benchClient } from './etcd-rtt';
 import { Figure, figure } from './report';
-import { median, minMax } from './stats';
+import { median, overRuns } from './stats';
 
 type Surface = 'seq' | 'sync' | 'concurrent';
 
@@ -96,17 +96,17 @@ export async function benchWrites(ctx: BenchContext): Promise<Figure[]> {
         figures.push(
           figure({
             bench: 'writes', id: `${tag}.ratio`, label: `${what}: sqlite-ha ÷ raw`, unit: 'x',
-            value: median(ratios), spread: minMax(ratios), n: ratios.length, samples: ratios,
+            ...overRuns(ratios),
             target: { op: '>=', value: 0.9 },
             note: surface === 'concurrent' ? `K = ${s.concurrentBatch} writes per Promise.all, each its own transaction` : undefined,
           }),
           figure({
             bench: 'writes', id: `${tag}.raw`, label: `  raw better-sqlite3`, unit: 'txn/s',
-            value: median(rawRates), spread: minMax(rawRates), n: rawRates.length, samples: rawRates,
+            ...overRuns(rawRates),
           }),
           figure({
             bench: 'writes', id: `${tag}.ha`, label: `  sqlite-ha`, unit: 'txn/s',
-            value: median(haRates), spread: minMax(haRates), n: haRates.length, samples: haRates,
+            ...overRuns(haRates),
           }),
           figure({
             bench: 'writes', id: `${tag}.etcd_writes_per_txn`, label: '  etcd writes (commit records) per txn', unit: '',
@@ -114,7 +114,7 @@ export async function benchWrites(ctx: BenchContext): Promise<Figure[]> {
           }),
           figure({
             bench: 'writes', id: `${tag}.cpu_us_per_txn`, label: '  CPU of this process per txn, sqlite-ha', unit: 'µs',
-            value: median(haCpuPerOp), spread: minMax(haCpuPerOp), n: haCpuPerOp.length, samples: haCpuPerOp,
+            ...overRuns(haCpuPerOp),
             note: `raw: ${median(rawCpuPerOp).toFixed(0)} µs per txn (user + system, incl. the etcd client)`,
           }),
         );
