@@ -7,11 +7,11 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { etcdOnPath } from '../../src/cluster/etcd-process';
-import { parseArgs } from '../../src/bench/main';
-import { rotated } from '../../src/bench/env';
-import { figure, fmt, formatTable, ResultsDocument, verdictFor } from '../../src/bench/report';
-import { iqr, median, minMax, pairDiffs, pairRatios, quantile, summarize } from '../../src/bench/stats';
+import { etcdOnPath } from '../../tools/cluster/etcd-process';
+import { parseArgs } from '../../tools/bench/main';
+import { rotated } from '../../tools/bench/env';
+import { figure, fmt, formatTable, ResultsDocument, verdictFor } from '../../tools/bench/report';
+import { iqr, median, minMax, pairDiffs, pairRatios, quantile, summarize } from '../../tools/bench/stats';
 
 describe('stats', () => {
   test('quantiles interpolate between closest ranks and ignore non-finite values', () => {
@@ -95,7 +95,7 @@ describe('arguments', () => {
   });
 });
 
-const main = path.join(__dirname, '..', '..', 'dist', 'bench', 'main.js');
+const main = path.join(__dirname, '..', '..', 'build', 'tools', 'bench', 'main.js');
 const runnable = etcdOnPath() && fs.existsSync(main);
 
 (runnable ? test : test.skip)('a quick run of a fast subset produces every figure, finite, with verdicts', () => {

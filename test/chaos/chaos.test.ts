@@ -11,14 +11,14 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { check, checkAvailability, FinalDb, readFinalDb, ViolationKind } from '../../src/chaos/checker';
-import { FAULT_KINDS, planSchedule } from '../../src/chaos/faults';
-import { CompleteLine, InvokeLine, Op, opsFromLines, readHistoryFiles } from '../../src/chaos/history';
-import { writeOutcomeOf } from '../../src/chaos/node-worker';
-import { Prng } from '../../src/chaos/prng';
-import { parseDuration } from '../../src/chaos/main';
-import type { ChaosReport } from '../../src/chaos/report';
-import { SCHEMA_SQL } from '../../src/chaos/schema';
+import { check, checkAvailability, FinalDb, readFinalDb, ViolationKind } from '../../tools/chaos/checker';
+import { FAULT_KINDS, planSchedule } from '../../tools/chaos/faults';
+import { CompleteLine, InvokeLine, Op, opsFromLines, readHistoryFiles } from '../../tools/chaos/history';
+import { writeOutcomeOf } from '../../tools/chaos/node-worker';
+import { Prng } from '../../tools/chaos/prng';
+import { parseDuration } from '../../tools/chaos/main';
+import type { ChaosReport } from '../../tools/chaos/report';
+import { SCHEMA_SQL } from '../../tools/chaos/schema';
 
 const BANK = { accounts: 2, initialBalance: 100 };
 
@@ -264,7 +264,7 @@ describe('schedule and flags', () => {
   });
 });
 
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'chaos', 'main.js');
+const MAIN = path.join(__dirname, '..', '..', 'build', 'tools', 'chaos', 'main.js');
 
 interface HarnessRun {
   code: number | null;

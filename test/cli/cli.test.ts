@@ -9,7 +9,7 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { EtcdCluster, freePort } from '../../src/cluster/etcd-process';
+import { EtcdCluster, freePort } from '../../tools/cluster/etcd-process';
 import { META_TABLE, ensureMetaTable } from '../../src/storage/meta';
 import { judgeMount, mountFor, parseMounts } from '../../src/storage/mounts';
 import {
@@ -196,7 +196,7 @@ describe('monitor without a terminal', () => {
     const bWrote = await waitLine<{ fence: number; ev: string }>(b, (o) => o.ev === 'wrote', 'node-b to write');
     await waitLine(mon, (o) => o.type === 'released' && o.node === 'node-a' && o.fence === aWrote.fence, 'released node-a');
     await waitLine(mon, (o) => o.type === 'acquired' && o.node === 'node-b' && o.fence === bWrote.fence && o.previousNode === 'node-a', 'acquired node-b');
-    const ho = await waitLine<{ cause: string; handoverMs: number; waitedMs: number }>(mon, (o) => o.type === 'handover' && o.node === 'node-b', 'handover line');
+    const ho = await waitLine<{ type: string; node: string; cause: string; handoverMs: number; waitedMs: number }>(mon, (o) => o.type === 'handover' && o.node === 'node-b', 'handover line');
     expect(ho.cause).toBe('released');
 
     // A refusal reported by a node (as lease.reportEvent writes it) arrives through the watch.

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { SshfsExport } from '../../src/cluster/sshfs';
+import { SshfsExport } from '../../tools/cluster/sshfs';
 import { runCli } from './helpers';
 
 interface Report { ok: boolean; findings: { check: string; verdict: string; summary: string; advice: string | null; data?: Record<string, unknown> }[] }

@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { EtcdCluster } from '../../src/cluster/etcd-process';
+import { EtcdCluster } from '../../tools/cluster/etcd-process';
 import { CLI, killAll, startHolder, waitFor, waitLine } from './helpers';
 
 jest.setTimeout(60000);

@@ -12,7 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const DEMO = path.join(ROOT, 'dist', 'demo', 'main.js');
+const DEMO = path.join(ROOT, 'build', 'tools', 'demo', 'main.js');
 const RUN_LIMIT_MS = 45000;
 
 interface DemoRun {

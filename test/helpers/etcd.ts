@@ -1,5 +1,5 @@
 /** One real etcd per test file, started from PATH on free loopback ports. */
-import { EtcdCluster } from '../../src/cluster/etcd-process';
+import { EtcdCluster } from '../../tools/cluster/etcd-process';
 
 export function useEtcd(members = 1): { cluster: () => EtcdCluster } {
   let c: EtcdCluster | null = null;

@@ -7,7 +7,7 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort } from '../../src/cluster/etcd-process';
+import { freePort } from '../../tools/cluster/etcd-process';
 import {
   AcquireTimeoutError, CoordinatorUnavailableError, HADatabase, open, OpenOptions,
 } from '../../src';

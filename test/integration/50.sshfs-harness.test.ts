@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { isSshfsMounted, SshfsExport } from '../../src/cluster/sshfs';
+import { isSshfsMounted, SshfsExport } from '../../tools/cluster/sshfs';
 import { lockVerdictFor } from '../../src/storage/mounts';
 
 let exp: SshfsExport | null = null;

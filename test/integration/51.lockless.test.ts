@@ -6,7 +6,7 @@
  */
 import Database from 'better-sqlite3';
 import * as path from 'path';
-import { SshfsExport } from '../../src/cluster/sshfs';
+import { SshfsExport } from '../../tools/cluster/sshfs';
 import { lockVerdictFor } from '../../src/storage/mounts';
 import { useEtcd } from '../helpers/etcd';
 import { NodeEvent, NodeProcess } from '../helpers/processes';

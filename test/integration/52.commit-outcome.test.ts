@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'child_process';
 import * as path from 'path';
 import { CommitOutcomeUnknownError, HADatabase, open } from '../../src';
-import { SshfsExport } from '../../src/cluster/sshfs';
+import { SshfsExport } from '../../tools/cluster/sshfs';
 import { useEtcd } from '../helpers/etcd';
 
 const etcd = useEtcd();

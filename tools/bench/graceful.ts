@@ -5,7 +5,7 @@
  * was called. The standby then pins the lease and the old holder reopens and becomes the standby.
  */
 import * as path from 'path';
-import { Keys, prefixEnd } from '../coordinator/etcd/keys';
+import { Keys, prefixEnd } from '../../src/coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, sleep, waitFor } from './env';
 import { benchClient } from './etcd-rtt';
 import { Figure, figure } from './report';

@@ -1,6 +1,6 @@
 /** The workload's settings: flags beat environment variables beat defaults, and bad values name the flag. */
 import { InvalidOptionError } from '../../src/errors';
-import { parseWorkloadArgs, WORKLOAD_SETTINGS, WorkloadConfig } from '../../src/cluster/workload-config';
+import { parseWorkloadArgs, WORKLOAD_SETTINGS, WorkloadConfig } from '../../tools/cluster/workload-config';
 
 function config(argv: string[], env: Record<string, string> = {}): WorkloadConfig {
   const parsed = parseWorkloadArgs(argv, env, 'host:1');

@@ -15,7 +15,7 @@
  */
 import { ChildProcess, execFile, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
-import { parseMounts } from '../storage/mounts';
+import { parseMounts } from '../../src/storage/mounts';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';

@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parse } from 'yaml';
-import { WORKLOAD_SETTINGS } from '../../src/cluster/workload-config';
+import { WORKLOAD_SETTINGS } from '../../tools/cluster/workload-config';
 
 const ROOT = path.resolve(__dirname, '../..');
 const COMPOSE_FILE = path.join(ROOT, 'compose/docker-compose.yml');
@@ -42,9 +42,11 @@ function composeConfig(file = COMPOSE_FILE): { status: number | null; stdout: st
 
 /** Repository paths a command argument names; dist/ files must have their TypeScript source. */
 function sourceOf(arg: string): string | null {
-  if (!/^(dist|src|scripts|compose)\//.test(arg)) return null;
-  const dist = /^dist\/(.+)\.js$/.exec(arg);
-  return dist ? `src/${dist[1]}.ts` : arg;
+  if (!/^(dist|build|src|tools|scripts|compose)\//.test(arg)) return null;
+  const built = /^(?:dist|build\/src)\/(.+)\.js$/.exec(arg);
+  if (built) return `src/${built[1]}.ts`;
+  const tool = /^build\/tools\/(.+)\.js$/.exec(arg);
+  return tool ? `tools/${tool[1]}.ts` : arg;
 }
 
 function commandOf(s: Service): string[] {
@@ -109,7 +111,7 @@ describe('compose/docker-compose.yml', () => {
         if (src) referenced.push(src);
       }
     }
-    expect(referenced).toEqual(expect.arrayContaining(['src/cluster/workload.ts', 'src/cli/main.ts']));
+    expect(referenced).toEqual(expect.arrayContaining(['tools/cluster/workload.ts', 'src/cli/main.ts']));
     for (const src of referenced) expect({ src, exists: fs.existsSync(path.join(ROOT, src)) }).toEqual({ src, exists: true });
     // Host bind mounts, if any, must exist too (named volumes have no path).
     for (const s of Object.values(cfg.services)) {
@@ -133,7 +135,7 @@ describe('compose/docker-compose.yml', () => {
 
   it('gives the workload and the monitor only settings they read, pointing at real services', () => {
     const known = new Set(WORKLOAD_SETTINGS.map((s) => s.env));
-    const apps = Object.entries(cfg.services).filter(([, s]) => commandOf(s).includes('dist/cluster/workload.js'));
+    const apps = Object.entries(cfg.services).filter(([, s]) => commandOf(s).includes('build/tools/cluster/workload.js'));
     expect(apps.map(([n]) => n).sort()).toEqual(['app1', 'app2', 'app3']);
     const nodeIds = new Set<string>();
     for (const [name, s] of apps) {

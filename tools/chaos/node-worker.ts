@@ -16,8 +16,8 @@
  * SIGUSR2: make the next write the large transaction.
  */
 import * as fs from 'fs';
-import { open } from '../index';
-import type { OpenOptions } from '../options';
+import { open } from '../../src/index';
+import type { OpenOptions } from '../../src/options';
 import type { CompleteLine, InvokeLine, OpFields, Outcome } from './history';
 import { Prng } from './prng';
 import { BankConfig, readMetaRow, recordCommit } from './schema';

@@ -5,7 +5,7 @@
  * and stop everything at the end. Every wait is bounded in time; a Ctrl-C (the abort signal)
  * jumps straight to stopping the nodes.
  */
-import type { HandoverRecord } from '../coordinator/etcd/keys';
+import type { HandoverRecord } from '../../src/coordinator/etcd/keys';
 import type { DemoCoordinator } from './cluster';
 import { DemoNode, Fleet, WorkloadEvent, waitAll } from './nodes';
 import type { Reporter } from './view';

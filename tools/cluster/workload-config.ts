@@ -4,7 +4,7 @@
  * flag > environment variable > default. Compose sets the environment; people type flags.
  */
 import { Command, CommanderError } from 'commander';
-import { InvalidOptionError } from '../errors';
+import { InvalidOptionError } from '../../src/errors';
 
 export type WorkloadCoordinator =
   | { kind: 'etcd'; endpoints: string[]; prefix: string }

@@ -12,7 +12,7 @@
  */
 import type Database from 'better-sqlite3';
 import * as path from 'path';
-import { Keys } from '../coordinator/etcd/keys';
+import { Keys } from '../../src/coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, openHa, openRaw, paired, PAYLOAD, SELECT, timedAsync, timedSync } from './env';
 import { benchClient, rangeRtt } from './etcd-rtt';
 import { Figure, figure } from './report';

@@ -17,9 +17,9 @@
  */
 import type Database from 'better-sqlite3';
 import { setImmediate as immediate } from 'timers/promises';
-import type { HADatabase } from '../database';
+import type { HADatabase } from '../../src/database';
 import { BUSY_TIMEOUT_MS, INSERT, now, PAYLOAD, SELECT, SLICE_MS } from './env';
-import { open } from '../index';
+import { open } from '../../src/index';
 
 interface Request {
   id: number;

@@ -153,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
 
     if (report.showingMonitor) {
       report.print('live view: `sqlite-ha monitor` takes the screen while the demo runs (Ctrl-C stops the demo)');
-      report.startMonitor(path.join(__dirname, '..', 'cli', 'main.js'), coord.endpoints, coord.prefix, logDir);
+      report.startMonitor(path.join(__dirname, '..', '..', 'src', 'cli', 'main.js'), coord.endpoints, coord.prefix, logDir);
     } else if (!flags.quiet) {
       report.print(process.stdout.isTTY
         ? 'live view: event lines (the monitor watches etcd, and there is none)'

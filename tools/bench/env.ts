@@ -7,9 +7,9 @@
 import Database from 'better-sqlite3';
 import * as path from 'path';
 import { setImmediate as immediate } from 'timers/promises';
-import { open } from '../index';
-import type { HADatabase } from '../database';
-import type { OpenOptions } from '../options';
+import { open } from '../../src/index';
+import type { HADatabase } from '../../src/database';
+import type { OpenOptions } from '../../src/options';
 import type { WorkerPool } from './workers';
 
 export interface Settings {

@@ -4,7 +4,7 @@
  * commit record costs: etcd appends and fsyncs its log before answering).
  */
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient } from '../coordinator/etcd/client';
+import { createEtcdClient } from '../../src/coordinator/etcd/client';
 import { BenchContext } from './env';
 import { Figure, figure } from './report';
 import { median, minMax } from './stats';

@@ -17,7 +17,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { SshfsExport } from '../cluster/sshfs';
-import { open } from '../index';
+import { open } from '../../src/index';
 import { check, checkAvailability, readFinalDb } from './checker';
 import { Cleanup, stopSshfsSync, sweepOrphans, sweepStaleMounts } from './cleanup';
 import { ChaosEtcd } from './cluster';

@@ -2,7 +2,7 @@
  * `npm run bench [-- options]`: sqlite-ha against raw better-sqlite3 on the same file system with
  * the same pragmas, plus hand-over, failover and read-scaling figures. Starts its own etcd from
  * PATH on loopback ports. Prints a table (stderr with --json, stdout otherwise) and writes
- * bench/results/<timestamp>.json.
+ * tools/bench/results/<timestamp>.json.
  *
  *   --quick            short runs (the whole run stays under a minute)
  *   --only a,b         run only these benchmarks: etcd, writes, reads, contention, failover,
@@ -11,7 +11,7 @@
  *   --json             print the results document on stdout
  *   --dir DIR          where the database files go (default: a temp dir under os.tmpdir());
  *                      point it at the shared file system you deploy on
- *   --out DIR          where the results JSON goes (default: bench/results); --no-save skips it
+ *   --out DIR          where the results JSON goes (default: tools/bench/results); --no-save skips it
  *   --etcd-members N   etcd cluster size (default 1)
  *   --etcd-dir DIR     where etcd keeps its data (default: a temp dir, i.e. the same disk as the
  *                      databases; /dev/shm takes etcd's fsyncs off that disk)
@@ -21,8 +21,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EtcdCluster } from '../cluster/etcd-process';
-import { DEFAULTS } from '../options';
-import { mountFor, parseMounts } from '../storage/mounts';
+import { DEFAULTS } from '../../src/options';
+import { mountFor, parseMounts } from '../../src/storage/mounts';
 import { benchContention } from './contention';
 import { BenchContext, FULL, QUICK } from './env';
 import { benchEtcd } from './etcd-rtt';
@@ -46,13 +46,13 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   sshfs: benchSshfs,
 };
 
-const USAGE = `usage: node dist/bench/main.js [options]   (or: npm run bench -- [options])
+const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd)
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)
-  --out DIR          where the results JSON goes (default: bench/results); --no-save skips it
+  --out DIR          where the results JSON goes (default: tools/bench/results); --no-save skips it
   --etcd-members N   etcd cluster size (default 1)
   --etcd-dir DIR     where etcd keeps its data (default: a temp dir on the same disk)
 See docs/BENCHMARKS.md.
@@ -70,7 +70,7 @@ export interface CliOptions {
 
 export function parseArgs(argv: string[]): CliOptions {
   const o: CliOptions = {
-    quick: false, only: null, json: false, dir: null, out: path.join(process.cwd(), 'bench', 'results'), etcdMembers: 1,
+    quick: false, only: null, json: false, dir: null, out: path.join(process.cwd(), 'tools', 'bench', 'results'), etcdMembers: 1,
     etcdDir: null,
   };
   for (let i = 0; i < argv.length; i++) {

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster, etcdOnPath } from '../cluster/etcd-process';
-import { HandoverRecord, Keys, LockRecord, parseJson, prefixEnd } from '../coordinator/etcd/keys';
+import { HandoverRecord, Keys, LockRecord, parseJson, prefixEnd } from '../../src/coordinator/etcd/keys';
 import { atExit } from './cleanup';
 
 export type CoordinatorChoice = 'auto' | 'etcd' | 'lockfile';

@@ -11,7 +11,7 @@
  *   bulk(id, pad)                         the large transaction's payload (replaced each time)
  */
 import type Database from 'better-sqlite3';
-import { META_TABLE } from '../storage/meta';
+import { META_TABLE } from '../../src/storage/meta';
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'child_process';
 import { EtcdCluster } from '../cluster/etcd-process';
-import { Keys } from '../coordinator/etcd/keys';
+import { Keys } from '../../src/coordinator/etcd/keys';
 
 export interface RunResult {
   code: number | null;

@@ -25,8 +25,8 @@
  */
 import * as fs from 'fs';
 import * as os from 'os';
-import { open } from '../index';
-import { META_TABLE } from '../storage/meta';
+import { open } from '../../src/index';
+import { META_TABLE } from '../../src/storage/meta';
 import { parseWorkloadArgs, WorkloadConfig } from './workload-config';
 
 type Db = Awaited<ReturnType<typeof open>>;

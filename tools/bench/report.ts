@@ -1,6 +1,6 @@
 /**
  * Figures, targets and verdicts; the terminal table; the JSON results document. Pure except for
- * writeResults(), which writes bench/results/<timestamp>.json.
+ * writeResults(), which writes tools/bench/results/<timestamp>.json.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -142,7 +142,7 @@ export interface ResultsDocument {
   errors: { bench: string; message: string }[];
 }
 
-/** Writes the document as bench/results/<timestamp>.json (or under dir); returns the path. */
+/** Writes the document as tools/bench/results/<timestamp>.json (or under dir); returns the path. */
 export function writeResults(doc: ResultsDocument, dir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   const stamp = doc.startedAt.replace(/[:.]/g, '-');

@@ -7,8 +7,8 @@
  * they spend nearly all their time waiting for etcd to expire the dead holder's lease.
  */
 import * as path from 'path';
-import { Keys, prefixEnd } from '../coordinator/etcd/keys';
-import { DEFAULTS } from '../options';
+import { Keys, prefixEnd } from '../../src/coordinator/etcd/keys';
+import { DEFAULTS } from '../../src/options';
 import { BenchContext, createDatabase, dbFile, now, sleep, waitFor } from './env';
 import { benchClient } from './etcd-rtt';
 import { Figure, figure } from './report';

@@ -12,7 +12,7 @@
  */
 import type { Watcher } from 'etcd3';
 import * as path from 'path';
-import { HandoverRecord, Keys, parseJson } from '../coordinator/etcd/keys';
+import { HandoverRecord, Keys, parseJson } from '../../src/coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, now, sleep } from './env';
 import { benchClient } from './etcd-rtt';
 import { Figure, figure } from './report';
