@@ -1,9 +1,9 @@
 /** sqlite-ha: one SQLite file on shared storage, fenced etcd write leases, better-sqlite3 reads. */
 export { open } from './open';
-export { HADatabase } from './database';
-export { LeaseStatus } from './lease-status';
-export type { Consistency, LocksInUse } from './database';
-export type { HAStatement } from './statement';
+export { HADatabase } from './handle/database';
+export { LeaseStatus } from './handle/lease-status';
+export type { Consistency, LocksInUse } from './handle/database';
+export type { HAStatement } from './handle/statement';
 export type {
   OpenOptions, CoordinatorOptions, EtcdCoordinatorOptions, LockfileCoordinatorOptions, JournalMode, LocksMode,
 } from './options';

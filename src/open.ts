@@ -5,7 +5,7 @@
 import { EtcdCoordinator } from './coordinator/etcd/coordinator';
 import { LockfileCoordinator } from './coordinator/lockfile/coordinator';
 import type { Coordinator } from './coordinator/types';
-import { HADatabase, LocksInUse } from './database';
+import { HADatabase, LocksInUse } from './handle/database';
 import * as fs from 'fs';
 import { dirname } from 'path';
 import { InvalidOptionError, UnsafeStorageError } from './errors';

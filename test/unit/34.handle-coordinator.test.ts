@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { EventEmitter } from 'events';
 import type { CommitRecord } from '../../src/coordinator/etcd/keys';
-import { HADatabase } from '../../src/database';
+import { HADatabase } from '../../src/handle/database';
 import { FencedError, LeaseLostError, NotLeaseHolderError, StaleViewError } from '../../src/errors';
 import { resolveOptions } from '../../src/options';
 import { prepareFile } from '../../src/storage/connection';

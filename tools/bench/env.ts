@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import * as path from 'path';
 import { setImmediate as immediate } from 'timers/promises';
 import { open } from '../../src/index';
-import type { HADatabase } from '../../src/database';
+import type { HADatabase } from '../../src/handle/database';
 import type { OpenOptions } from '../../src/options';
 import type { WorkerPool } from './workers';
 

@@ -23,7 +23,7 @@
 import type Database from 'better-sqlite3';
 import * as path from 'path';
 import { SshfsExport } from '../cluster/sshfs';
-import type { HADatabase } from '../../src/database';
+import type { HADatabase } from '../../src/handle/database';
 import {
   BenchContext, createDatabase, INSERT, openHa, openRaw, PAYLOAD, rotated, SELECT, Timed, timedAsync, timedSync,
 } from './env';

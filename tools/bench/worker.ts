@@ -17,7 +17,7 @@
  */
 import type Database from 'better-sqlite3';
 import { setImmediate as immediate } from 'timers/promises';
-import type { HADatabase } from '../../src/database';
+import type { HADatabase } from '../../src/handle/database';
 import { BUSY_TIMEOUT_MS, INSERT, now, PAYLOAD, SELECT, SLICE_MS } from './env';
 import { open } from '../../src/index';
 

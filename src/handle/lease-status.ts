@@ -1,6 +1,6 @@
 /** db.lease: the live view of this node's write lease. */
 import { EventEmitter } from 'events';
-import type { Lease } from './coordinator/types';
+import type { Lease } from '../coordinator/types';
 
 /** Live view of this node's lease; emits `acquired`, `released`, `lost`. */
 export class LeaseStatus extends EventEmitter {

@@ -5,7 +5,7 @@
  * and sends every statement that writes through the fenced path.
  */
 import type Database from 'better-sqlite3';
-import { assertSafeSql } from './storage/connection';
+import { assertSafeSql } from '../storage/connection';
 
 /** What a statement needs from its handle. */
 export interface StatementHost {

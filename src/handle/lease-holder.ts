@@ -1,0 +1,234 @@
+/**
+ * The handle's write lease, from acquisition to release: coordinator → lease → read-write
+ * connection → fence-raising transaction (docs/HAZARDS.md H4, H5), the sticky lease (kept while
+ * writing, let go when idle or as soon as another node waits), and the one path by which a lease
+ * that is lost, fenced or of unknown commit outcome stops being used.
+ */
+import type Database from 'better-sqlite3';
+import type { Lease } from '../coordinator/types';
+import {
+  AcquireTimeoutError, CommitOutcomeUnknownError, FencedError, LeaseLostError, StaleViewError,
+} from '../errors';
+import type { ResolvedOptions } from '../options';
+import { CommitPublisher } from '../txn/commit-publisher';
+import { FencedTransactions } from '../txn/fenced';
+import type { Connections } from './connections';
+import type { LeaseStatus } from './lease-status';
+import type { StorageMode } from './modes/mode';
+
+/** What this node holds while it holds the lease. */
+export interface Holding<L extends Lease = Lease> {
+  readonly lease: L;
+  readonly rw: Database.Database;
+  readonly fenced: FencedTransactions;
+  readonly publisher: CommitPublisher;
+  /** True between a user's BEGIN and COMMIT issued through exec()/statements. */
+  manualTxn: boolean;
+}
+
+type LossKind = 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost';
+
+export class LeaseHolder {
+  private current: Holding | null = null;
+  private acquiring: Promise<void> | null = null;
+  private releasing: Promise<void> | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** Set by an explicit acquire(): no idle or hand-over release until release(). */
+  private pinned = false;
+
+  constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly mode: StorageMode,
+    private readonly conns: Connections,
+    private readonly status: LeaseStatus,
+  ) {}
+
+  /** The lease this node holds, or null. */
+  get holding(): Holding | null {
+    return this.current;
+  }
+
+  /** The holding, if its lease is still valid. */
+  get usable(): Holding | null {
+    return this.current?.lease.valid ? this.current : null;
+  }
+
+  /** Takes the lease and keeps it until release(), even when idle or when others wait. */
+  async pin(): Promise<void> {
+    await this.take();
+    this.pinned = true;
+  }
+
+  /** Waits for the lease (deduplicated); it is let go again when idle. */
+  take(): Promise<void> {
+    this.conns.assertOpen();
+    if (this.usable) return Promise.resolve();
+    this.acquiring ??= this.acquire().finally(() => (this.acquiring = null));
+    return this.acquiring;
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.releasing) await this.releasing.catch(() => undefined); // its failure is not this write's
+    let lease: Lease;
+    try {
+      lease = await this.mode.acquire(this.opts.acquireTimeoutMs);
+    } catch (err) {
+      if (err instanceof AcquireTimeoutError) this.status.lastHolder = err.holder;
+      throw err;
+    }
+    let rw: Database.Database | null = null;
+    try {
+      this.conns.assertOpen();
+      const published = lease.commitAtAcquire?.txid ?? 0;
+      const deadline = Date.now() + this.opts.acquireTimeoutMs;
+      const newEpoch = await this.mode.beforeFence(lease, deadline);
+      let fenced: FencedTransactions;
+      // H4: write only on top of a view that includes every published commit; reopen if stale.
+      for (;;) {
+        rw = await openWhenNotBusy(() => this.conns.openReadWrite(), lease, this.opts.busyTimeoutMs);
+        const conn = rw;
+        const onLeaseGone = (err: FencedError | CommitOutcomeUnknownError | LeaseLostError) => {
+          const c = this.current;
+          if (c?.rw === conn) this.lose(c, err, lossKind(err), true);
+        };
+        fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch);
+        if (fenced.lastTxid >= published) break;
+        rw.close();
+        rw = null;
+        if (Date.now() > deadline) throw new StaleViewError(fenced.lastTxid, published, this.opts.acquireTimeoutMs);
+        await sleep(50);
+      }
+      await this.mode.afterFence(lease, fenced);
+      this.conns.assertOpen();
+      this.current = {
+        lease, rw, fenced, manualTxn: false,
+        publisher: new CommitPublisher(lease, this.opts.nodeId, Math.max(published, fenced.lastTxid)),
+      };
+      this.conns.bump();
+      this.status.current = lease;
+      this.status.lastHolder = this.opts.nodeId;
+      lease.once('lost', (reason: Error) => {
+        if (this.current?.lease === lease) this.lose(this.current, reason, 'lease-lost', false);
+      });
+      lease.on('waiter', () => this.maybeHandOver());
+      this.status.emit('acquired', { fence: lease.fence });
+      this.scheduleIdleRelease();
+    } catch (err) {
+      rw?.close();
+      await this.mode.abortTakeover(lease);
+      await lease.release().catch(() => undefined);
+      if (err instanceof FencedError) lease.reportEvent('fenced-write-refused', err.message);
+      throw err;
+    }
+  }
+
+  /** Releases the lease (revoking it, so a waiting node proceeds at once). */
+  async release(): Promise<void> {
+    this.pinned = false;
+    if (this.acquiring) await this.acquiring.catch(() => undefined);
+    // Lockless: gated writes span awaits; let go only between them, after those already queued.
+    return this.mode.serialize(() => this.releaseNow());
+  }
+
+  private releaseNow(): Promise<void> {
+    // An in-flight release has already detached: callers (close()) must wait for its revoke.
+    if (this.releasing) return this.releasing;
+    const h = this.current;
+    if (!h) return Promise.resolve();
+    this.releasing = (async () => {
+      // Detach first (no commit can start under h any more), then let pending publishes finish.
+      this.detach(h);
+      await h.publisher.flush();
+      await h.lease.release();
+      this.status.lastHolder = null; // no longer known
+      this.status.emit('released', { fence: h.lease.fence });
+    })().finally(() => (this.releasing = null));
+    return this.releasing;
+  }
+
+  /** Stops using h: no commit can start under it any more; its read-write connection closes. */
+  detach(h: Holding): void {
+    this.stopUsing(h);
+    h.fenced.rollback();
+    h.rw.close();
+  }
+
+  private stopUsing(h: Holding): void {
+    if (this.current !== h) return;
+    this.pinned = false;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.current = null;
+    this.status.current = null;
+    this.conns.bump();
+  }
+
+  /**
+   * The one lost-lease path: the lease was lost (its `lost` event), a newer holder fenced us, the
+   * commit deadline passed, or a COMMIT's outcome is unknown. Stop using the lease now, record why,
+   * give it up and tell listeners. From inside a fenced call (`unwinding`) the connection closes
+   * only after that call unwinds: it still owns the connection for its rollback.
+   */
+  private lose(h: Holding, reason: Error, kind: LossKind, unwinding: boolean): void {
+    if (this.current !== h) return;
+    this.stopUsing(h);
+    h.lease.reportEvent(kind, reason.message);
+    const finish = () => {
+      h.fenced.rollback();
+      h.rw.close();
+      void h.lease.abandon(reason);
+      this.status.emit('lost', reason);
+    };
+    if (unwinding) setImmediate(finish);
+    else finish();
+  }
+
+  /** After each commit: keep the lease while writing; hand it over at once if someone waits. */
+  afterCommit(h: Holding): void {
+    this.scheduleIdleRelease();
+    if (h.lease.hasWaiters) this.maybeHandOver();
+  }
+
+  private scheduleIdleRelease(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.pinned) return;
+      const h = this.current;
+      if (h && (h.manualTxn || h.rw.inTransaction)) this.scheduleIdleRelease(); // not mid-transaction
+      else void this.release().catch(() => undefined);
+    }, this.opts.idleReleaseMs);
+    this.idleTimer.unref();
+  }
+
+  private maybeHandOver(): void {
+    // Writes already resumed in this tick run first (setImmediate comes after microtasks).
+    setImmediate(() => {
+      const h = this.current;
+      if (h && !this.pinned && h.lease.hasWaiters && !h.manualTxn && !h.rw.inTransaction) void this.release().catch(() => undefined);
+    });
+  }
+}
+
+function lossKind(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): LossKind {
+  return err instanceof FencedError ? 'fenced-write-refused'
+    : err instanceof CommitOutcomeUnknownError ? 'commit-outcome-unknown' : 'lease-lost';
+}
+
+/** Opening read-write sets pragmas that may need the file lock: retry between event-loop turns. */
+async function openWhenNotBusy(
+  openFn: () => Database.Database, lease: Lease, busyTimeoutMs: number,
+): Promise<Database.Database> {
+  const deadline = Date.now() + busyTimeoutMs;
+  for (;;) {
+    try {
+      return openFn();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline || !lease.valid) throw err;
+      await sleep(20);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,131 @@
+/**
+ * Reads: db.read() in one read transaction on the read-only connection (fresh as asked: a
+ * `linearizable` read first reaches every commit published before the call, docs/HAZARDS.md H4),
+ * and the guard every reading call of the better-sqlite3 surface goes through.
+ */
+import type Database from 'better-sqlite3';
+import { NotLeaseHolderError, StaleViewError } from '../errors';
+import type { ResolvedOptions } from '../options';
+import { readMeta } from '../storage/meta';
+import type { Connections } from './connections';
+import type { LeaseHolder } from './lease-holder';
+import type { Consistency, LocalReads, StorageMode } from './modes/mode';
+
+export class Reads implements LocalReads {
+  /** Depth of db.read() callbacks running now. */
+  private depth = 0;
+
+  constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly mode: StorageMode,
+    private readonly conns: Connections,
+    private readonly holder: LeaseHolder,
+  ) {}
+
+  /** True while a db.read() callback runs. */
+  get inRead(): boolean {
+    return this.depth > 0;
+  }
+
+  enter(): void {
+    this.depth++;
+  }
+  leave(): void {
+    this.depth--;
+  }
+
+  /** A write inside a read callback would wait for its own read lock until busyTimeoutMs. */
+  assertNotInRead(what: string): void {
+    if (this.depth > 0) {
+      throw new TypeError(`${what} inside a db.read() callback: reads cannot write; use db.write() after the read`);
+    }
+  }
+
+  /** db.read(): validates, then reads the way the storage mode needs. */
+  async read<T>(fn: (conn: Database.Database) => T, options: { consistency?: Consistency } = {}): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('db.read(fn) expects a synchronous function');
+    const consistency = options.consistency ?? 'local';
+    if (consistency !== 'local' && consistency !== 'linearizable') {
+      throw new TypeError(`db.read: consistency must be 'local' or 'linearizable', got ${JSON.stringify(consistency)}`);
+    }
+    this.conns.assertOpen();
+    return this.mode.read(fn, consistency, this);
+  }
+
+  /** The local read path (LocalReads). */
+  async readLocal<T>(fn: (conn: Database.Database) => T, consistency: Consistency): Promise<T> {
+    if (consistency === 'local') return this.readOnce(fn, 0).result;
+    const record = await this.mode.coordinator.readCommit();
+    const want = record?.txid ?? 0;
+    const deadline = Date.now() + this.opts.acquireTimeoutMs;
+    for (;;) {
+      this.conns.assertOpen();
+      const r = this.readOnce(fn, want);
+      if (r.fresh) return r.result as T;
+      if (Date.now() > deadline) throw new StaleViewError(r.txid, want, this.opts.acquireTimeoutMs);
+      this.conns.reopenReadOnly();
+      await sleep(20);
+    }
+  }
+
+  /** One read transaction; fn runs only if the view's txid reaches `want`. */
+  private readOnce<T>(fn: (conn: Database.Database) => T, want: number): { fresh: boolean; txid: number; result: T } {
+    // Always the read-only connection, also on the holder: a write slipped into a read callback
+    // must fail, never commit unfenced. The file lock makes it see every commit (H4).
+    this.conns.assertOpen();
+    const conn = this.conns.ro;
+    const own = conn.inTransaction;
+    const tx = readTransaction(conn);
+    if (!own) tx.begin.run();
+    try {
+      const txid = want > 0 ? readMeta(conn).txid : 0;
+      if (txid < want) return { fresh: false, txid, result: undefined as T };
+      this.depth++;
+      let result: T;
+      try {
+        result = this.run(() => fn(conn));
+      } finally {
+        this.depth--;
+      }
+      if (result && typeof (result as { then?: unknown }).then === 'function') {
+        throw new TypeError('the read function returned a promise: it must be synchronous');
+      }
+      return { fresh: true, txid, result };
+    } finally {
+      if (!own && conn.inTransaction) tx.commit.run();
+    }
+  }
+
+  /** Runs a reading call; a hidden write on the read-only connection means "not the holder". */
+  run<T>(fn: () => T): T {
+    this.conns.assertOpen();
+    if (this.depth === 0) this.mode.assertSyncSurface('read', 'this statement');
+    try {
+      return fn();
+    } catch (err) {
+      if (!this.holder.holding && isReadonlyError(err)) throw new NotLeaseHolderError('this statement');
+      throw err;
+    }
+  }
+}
+
+function isReadonlyError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('SQLITE_READONLY');
+}
+
+const readTxByConn = new WeakMap<Database.Database, { begin: Database.Statement; commit: Database.Statement }>();
+
+/** BEGIN/COMMIT prepared once per read-only connection: read() is a hot path. */
+function readTransaction(conn: Database.Database): { begin: Database.Statement; commit: Database.Statement } {
+  let tx = readTxByConn.get(conn);
+  if (!tx) {
+    tx = { begin: conn.prepare('BEGIN'), commit: conn.prepare('COMMIT') };
+    readTxByConn.set(conn, tx);
+  }
+  return tx;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
