@@ -12,4 +12,5 @@ export {
   CoordinatorUnavailableError, AcquireTimeoutError, UnsafeStorageError, CommitOutcomeUnknownError,
   StaleViewError, ClosedError,
 } from './errors';
-export type { CommitRecord, LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';
+export type { CommitRecord } from './coordinator/types';
+export type { LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';

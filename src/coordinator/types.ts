@@ -1,23 +1,28 @@
 /**
  * The Coordinator/Lease split (after LiteFS's Leaser/Lease): a Coordinator hands out Leases for one
  * database; a Lease is the single place that says "you may write" and, through its `lost` event,
- * "you no longer may". One implementation per folder: etcd/ and lockfile/.
+ * "you no longer may". One implementation per folder: etcd/ and lockfile/. The lockless mode needs
+ * more (a commit gate, reader registration, the previous holder's fate): GatedCoordinator and
+ * GatedLease, which only etcd implements. The records shared by every backend live here too.
  */
 import { EventEmitter } from 'events';
-import type { CommitRecord } from './etcd/keys';
 
-export type { CommitRecord };
+/** The last commit, as published by its writer; a node's view is fresh once its txid reaches it. */
+export interface CommitRecord {
+  txid: number;
+  fence: number;
+  node: string;
+  /** Wall clock (ms) of the commit. */
+  time: number;
+  /** Lockless mode: fence of the hand-over that last moved the file to a new inode (0: never). */
+  epoch?: number;
+}
+
+/** What a node reports to watchers (the CLI) when it stops using its lease abnormally. */
+export type LeaseEventKind = 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost';
 
 export interface AcquireOptions {
   timeoutMs: number;
-}
-
-/** Lockless mode: a read transaction registered with the coordinator (keeps the writer out). */
-export interface ReaderTicket {
-  /** The last published commit when the registration was made. */
-  readonly commit: CommitRecord | null;
-  /** Ends the registration; false if it lapsed meanwhile (then the read may have torn). */
-  finish(): Promise<boolean>;
 }
 
 export interface Lease extends EventEmitter {
@@ -33,21 +38,10 @@ export interface Lease extends EventEmitter {
   readonly hasWaiters: boolean;
   /** The last commit published before this lease was granted (null: none, or not tracked). */
   readonly commitAtAcquire: CommitRecord | null;
-  /** False when the previous holder's lease expired instead of being released (a crash or pause). */
-  readonly cleanHandover: boolean;
-  /** The previous holder's lease TTL, when known (lockless mode waits it out after a crash). */
-  readonly previousTtlMs: number | null;
   /** Publishes a commit record; resolves false if the lease no longer exists. */
-  publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
-  /**
-   * Lockless mode: stops new readers from registering and waits for registered ones to finish,
-   * so the commit window has no reader in it. publishCommit({ openGate: true }) lets them in again.
-   */
-  closeGate(deadline: number): Promise<void>;
-  /** Opens the gate without publishing (after a commit that did not happen). Best effort. */
-  openGate(): Promise<void>;
+  publishCommit(record: CommitRecord): Promise<boolean>;
   /** Records an event that watchers (the CLI) should see; best effort. */
-  reportEvent(kind: 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost', detail: string): void;
+  reportEvent(kind: LeaseEventKind, detail: string): void;
   /** Gives the lease up (revokes it) so a waiter proceeds at once. Idempotent. */
   release(): Promise<void>;
   /** Marks the lease lost locally (e.g. after an unknown commit outcome) and releases it. */
@@ -61,11 +55,46 @@ export interface Coordinator {
   readonly kind: 'etcd' | 'lockfile';
   /** Waits for the lease; AcquireTimeoutError or CoordinatorUnavailableError past timeoutMs. */
   acquire(opts: AcquireOptions): Promise<Lease>;
-  /** Lockless mode: registers a read transaction, waiting while a writer's gate is closed. */
-  registerReader(deadline: number): Promise<ReaderTicket>;
   /** The last published commit, read linearizably (null when the backend keeps none). */
   readCommit(): Promise<CommitRecord | null>;
   /** Node id of the current holder, if any. */
   currentHolder(): Promise<string | null>;
   close(): Promise<void>;
+}
+
+/** Lockless mode: a lease whose holder can gate readers out of its commit windows. */
+export interface GatedLease extends Lease {
+  /** False when the previous holder's lease expired instead of being released (a crash or pause). */
+  readonly cleanHandover: boolean;
+  /** The previous holder's lease TTL, when known (the successor waits it out after a crash). */
+  readonly previousTtlMs: number | null;
+  /** publishCommit() that can also open the gate, in the same coordinator transaction. */
+  publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
+  /**
+   * Stops new readers from registering and waits for registered ones to finish, so the commit
+   * window has no reader in it. publishCommit({ openGate: true }) lets them in again.
+   */
+  closeGate(deadline: number): Promise<void>;
+  /** Opens the gate without publishing (after a commit that did not happen). Best effort. */
+  openGate(): Promise<void>;
+}
+
+/** Lockless mode: a read transaction registered with the coordinator (keeps the writer out). */
+export interface ReaderTicket {
+  /** The last published commit when the registration was made. */
+  readonly commit: CommitRecord | null;
+  /** Ends the registration; false if it lapsed meanwhile (then the read may have torn). */
+  finish(): Promise<boolean>;
+}
+
+/** Lockless mode: a coordinator that hands out GatedLeases and registers readers. */
+export interface GatedCoordinator extends Coordinator {
+  acquire(opts: AcquireOptions): Promise<GatedLease>;
+  /** Registers a read transaction, waiting while a writer's gate is closed. */
+  registerReader(deadline: number): Promise<ReaderTicket>;
+}
+
+/** Whether a coordinator can serve the lockless mode. */
+export function isGated(c: Coordinator): c is GatedCoordinator {
+  return typeof (c as Partial<GatedCoordinator>).registerReader === 'function';
 }

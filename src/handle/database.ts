@@ -7,7 +7,8 @@
  * private adapter statement-host.ts, sql-text.ts (what a SQL string does).
  */
 import type Database from 'better-sqlite3';
-import type { Coordinator } from '../coordinator/types';
+import { Coordinator, isGated } from '../coordinator/types';
+import { UnsafeStorageError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { assertSafeSql } from '../storage/connection';
 import { Connections } from './connections';
@@ -23,6 +24,11 @@ import { HandleStatementHost } from './statement-host';
 import { WritePath } from './write-path';
 
 export type { Consistency, LocksInUse } from './modes/mode';
+
+function gated(c: Coordinator) {
+  if (!isGated(c)) throw new UnsafeStorageError(`the lockless mode (locks: 'none') needs the etcd coordinator, not ${c.kind}`);
+  return c;
+}
 
 /** The sqlite-ha handle: better-sqlite3's Database API plus write(), read(), acquire() and the lease. */
 export class HADatabase {
@@ -43,7 +49,7 @@ export class HADatabase {
     this.locks = locks;
     this.lease = new LeaseStatus(opts.nodeId);
     this.conns = new Connections(opts, locks === 'none');
-    this.mode = locks === 'none' ? new LocklessMode(opts, coordinator, this.conns) : new TrustedMode(coordinator);
+    this.mode = locks === 'trusted' ? new TrustedMode(coordinator) : new LocklessMode(opts, gated(coordinator), this.conns);
     this.holder = new LeaseHolder(opts, this.mode, this.conns, this.lease);
     this.reads = new Reads(opts, this.mode, this.conns, this.holder);
     this.writes = new WritePath(opts, this.mode, this.conns, this.holder, this.reads);

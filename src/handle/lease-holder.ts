@@ -5,7 +5,7 @@
  * that is lost, fenced or of unknown commit outcome stops being used.
  */
 import type Database from 'better-sqlite3';
-import type { Lease } from '../coordinator/types';
+import type { Lease, LeaseEventKind } from '../coordinator/types';
 import {
   AcquireTimeoutError, CommitOutcomeUnknownError, FencedError, LeaseLostError, StaleViewError,
 } from '../errors';
@@ -26,7 +26,7 @@ export interface Holding<L extends Lease = Lease> {
   manualTxn: boolean;
 }
 
-type LossKind = 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost';
+type LossKind = LeaseEventKind;
 
 export class LeaseHolder {
   private current: Holding | null = null;

@@ -5,12 +5,12 @@
  * cannot be published may sit in a file the next holder has already moved away from, so it is
  * reported as an unknown outcome, never as success.
  */
-import type { Lease } from '../coordinator/types';
+import type { GatedLease } from '../coordinator/types';
 import { CommitOutcomeUnknownError, LeaseLostError } from '../errors';
 import type { FencedTransactions } from '../txn/fenced';
 
 export async function commitGated(
-  fenced: FencedTransactions, lease: Lease, node: string, gateTimeoutMs: number,
+  fenced: FencedTransactions, lease: GatedLease, node: string, gateTimeoutMs: number,
 ): Promise<number> {
   try {
     await lease.closeGate(Math.min(lease.commitDeadline, Date.now() + gateTimeoutMs));

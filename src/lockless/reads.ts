@@ -7,7 +7,7 @@
  * anything odd, the result is discarded, the connection reopened, and the read retried.
  */
 import type Database from 'better-sqlite3';
-import type { Coordinator } from '../coordinator/types';
+import type { GatedCoordinator } from '../coordinator/types';
 import { StaleViewError } from '../errors';
 import { readMeta } from '../storage/meta';
 
@@ -21,7 +21,7 @@ export class LocklessReads {
   private validatedAt: { txid: number; epoch: number } | null = null;
 
   constructor(
-    private readonly coordinator: Coordinator,
+    private readonly coordinator: GatedCoordinator,
     private readonly conns: ReadConnections,
     private readonly timeoutMs: number,
   ) {}

@@ -6,7 +6,7 @@
  */
 import Database from 'better-sqlite3';
 import { EventEmitter } from 'events';
-import type { CommitRecord } from '../../src/coordinator/etcd/keys';
+import type { CommitRecord } from '../../src/coordinator/types';
 import { HADatabase } from '../../src/handle/database';
 import { FencedError, LeaseLostError, NotLeaseHolderError, StaleViewError } from '../../src/errors';
 import { resolveOptions } from '../../src/options';

@@ -6,9 +6,9 @@ import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
 import { waitKeysGone } from './mutex';
 import type { EtcdCoordinatorOptions } from '../../options';
-import type { AcquireOptions, Coordinator, Lease, ReaderTicket } from '../types';
+import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
 import { createEtcdClient, etcdCall } from './client';
-import { CommitRecord, DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
+import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { Session } from './session';
@@ -23,7 +23,7 @@ export interface EtcdCoordinatorSettings {
   info: Omit<DatabaseInfo, 'node' | 'leaseTtlMs'>;
 }
 
-export class EtcdCoordinator implements Coordinator {
+export class EtcdCoordinator implements GatedCoordinator {
   readonly kind = 'etcd' as const;
   readonly keys: Keys;
   private readonly client: Etcd3;
@@ -33,7 +33,7 @@ export class EtcdCoordinator implements Coordinator {
     this.client = createEtcdClient(s.options, s.rpcTimeoutMs);
   }
 
-  async acquire(opts: AcquireOptions): Promise<Lease> {
+  async acquire(opts: AcquireOptions): Promise<GatedLease> {
     const startedAt = Date.now();
     const deadline = startedAt + opts.timeoutMs;
     let session: Session | null = null;

@@ -16,6 +16,7 @@
  *   <prefix>/<db>/history/<fence>      JSON HandoverRecord, one per acquisition (last 100 kept).
  *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
  */
+import type { LeaseEventKind } from '../types';
 
 export interface LockRecord {
   node: string;
@@ -25,15 +26,7 @@ export interface LockRecord {
   queuedAt: number;
 }
 
-export interface CommitRecord {
-  txid: number;
-  fence: number;
-  node: string;
-  /** Wall clock (ms) of the commit. */
-  time: number;
-  /** Lockless mode: fence of the hand-over that last moved the file to a new inode (0: never). */
-  epoch?: number;
-}
+export type { CommitRecord } from '../types';
 
 export interface HolderRecord {
   fence: number;
@@ -64,7 +57,7 @@ export interface HandoverRecord {
 }
 
 export interface EventRecord {
-  kind: 'fenced-write-refused' | 'commit-outcome-unknown' | 'lease-lost';
+  kind: LeaseEventKind;
   node: string;
   fence: number;
   detail: string;

@@ -6,14 +6,14 @@
 import { EventEmitter } from 'events';
 import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
-import type { Lease } from '../types';
+import type { CommitRecord, GatedLease } from '../types';
 import { etcdCall } from './client';
-import { CommitRecord, EventRecord, HolderRecord, Keys, prefixEnd } from './keys';
+import { EventRecord, HolderRecord, Keys, prefixEnd } from './keys';
 import { waitKeysGone } from './mutex';
 import type { Held } from './mutex';
 import type { Session } from './session';
 
-export class EtcdLease extends EventEmitter implements Lease {
+export class EtcdLease extends EventEmitter implements GatedLease {
   readonly fence: number;
   readonly commitAtAcquire: CommitRecord | null;
   readonly cleanHandover: boolean;

@@ -8,9 +8,8 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as lockfile from 'proper-lockfile';
-import { AcquireTimeoutError, CoordinatorUnavailableError, LeaseLostError, UnsafeStorageError } from '../../errors';
-import type { AcquireOptions, Coordinator, Lease, ReaderTicket } from '../types';
-import type { CommitRecord } from '../etcd/keys';
+import { AcquireTimeoutError, CoordinatorUnavailableError, LeaseLostError } from '../../errors';
+import type { AcquireOptions, CommitRecord, Coordinator, Lease } from '../types';
 
 const POLL_MS = 25;
 
@@ -89,10 +88,6 @@ export class LockfileCoordinator implements Coordinator {
     return null;
   }
 
-  registerReader(): Promise<ReaderTicket> {
-    return Promise.reject(lockless());
-  }
-
   async currentHolder(): Promise<string | null> {
     try {
       if (!(await lockfile.check(this.dbPath, { stale: this.staleMs, realpath: false, lockfilePath: this.lockPath }))) {
@@ -112,9 +107,6 @@ export class LockfileCoordinator implements Coordinator {
 class LockfileLease extends EventEmitter implements Lease {
   readonly commitAtAcquire = null;
   readonly hasWaiters = false;
-  // The lockfile coordinator only runs where file locks work, so a crash needs no extra wait.
-  readonly cleanHandover = true;
-  readonly previousTtlMs = null;
   private ended = false;
 
   constructor(readonly fence: number, private readonly unlock: () => Promise<void>, private readonly staleMs: number) {
@@ -135,14 +127,6 @@ class LockfileLease extends EventEmitter implements Lease {
 
   async publishCommit(): Promise<boolean> {
     return !this.ended;
-  }
-
-  closeGate(): Promise<void> {
-    return Promise.reject(lockless());
-  }
-
-  async openGate(): Promise<void> {
-    /* never closed */
   }
 
   reportEvent(): void {
@@ -168,8 +152,4 @@ class LockfileLease extends EventEmitter implements Lease {
     this.emit('lost', reason);
     await this.unlock().catch(() => undefined);
   }
-}
-
-function lockless(): UnsafeStorageError {
-  return new UnsafeStorageError("the lockless mode (locks: 'none') needs the etcd coordinator");
 }

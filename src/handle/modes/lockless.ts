@@ -6,8 +6,7 @@
  * inside db.read() callbacks and never writes.
  */
 import type Database from 'better-sqlite3';
-import type { Lease } from '../../coordinator/types';
-import type { Coordinator } from '../../coordinator/types';
+import type { GatedCoordinator, GatedLease } from '../../coordinator/types';
 import { LeaseLostError, UnsafeStorageError } from '../../errors';
 import type { ResolvedOptions } from '../../options';
 import { commitGated } from '../../lockless/commit';
@@ -18,17 +17,17 @@ import type { Connections } from '../connections';
 import type { Holding } from '../lease-holder';
 import type { Consistency, LocalReads, StorageMode } from './mode';
 
-export class LocklessMode implements StorageMode {
+export class LocklessMode implements StorageMode<GatedLease> {
   readonly locks = 'none' as const;
   readonly noCacheSpill = true;
   private chain: Promise<unknown> = Promise.resolve();
   private readonly reads: LocklessReads;
 
-  constructor(private readonly opts: ResolvedOptions, readonly coordinator: Coordinator, conns: Connections) {
+  constructor(private readonly opts: ResolvedOptions, readonly coordinator: GatedCoordinator, conns: Connections) {
     this.reads = new LocklessReads(coordinator, conns, opts.acquireTimeoutMs);
   }
 
-  acquire(timeoutMs: number): Promise<Lease> {
+  acquire(timeoutMs: number): Promise<GatedLease> {
     return this.coordinator.acquire({ timeoutMs });
   }
 
@@ -38,7 +37,7 @@ export class LocklessMode implements StorageMode {
    * writer writes into an orphan (H5, H8). Leaves the gate closed either way: the fence-raising
    * transaction that follows is a commit too.
    */
-  async beforeFence(lease: Lease, deadline: number): Promise<number | undefined> {
+  async beforeFence(lease: GatedLease, deadline: number): Promise<number | undefined> {
     if (lease.cleanHandover) {
       await lease.closeGate(deadline);
       return undefined;
@@ -50,7 +49,7 @@ export class LocklessMode implements StorageMode {
   }
 
   /** The fence-raising transaction was a commit: publish it (with the epoch) and let readers in. */
-  async afterFence(lease: Lease, fenced: FencedTransactions): Promise<void> {
+  async afterFence(lease: GatedLease, fenced: FencedTransactions): Promise<void> {
     const ok = await lease.publishCommit(
       { txid: fenced.lastTxid, fence: lease.fence, node: this.opts.nodeId, time: Date.now(), epoch: fenced.epoch },
       { openGate: true },
@@ -58,7 +57,7 @@ export class LocklessMode implements StorageMode {
     if (!ok) throw new LeaseLostError('the lease ended while taking over the file');
   }
 
-  async abortTakeover(lease: Lease): Promise<void> {
+  async abortTakeover(lease: GatedLease): Promise<void> {
     await lease.openGate();
   }
 
@@ -68,13 +67,13 @@ export class LocklessMode implements StorageMode {
     return p;
   }
 
-  async commit(h: Holding, committed: () => void): Promise<void> {
+  async commit(h: Holding<GatedLease>, committed: () => void): Promise<void> {
     await commitGated(h.fenced, h.lease, this.opts.nodeId, this.opts.acquireTimeoutMs);
     committed();
   }
 
   // The read-write connection may sit in an open transaction awaiting the gate.
-  connectionFor(_h: Holding | null, ro: Database.Database): Database.Database {
+  connectionFor(_h: Holding<GatedLease> | null, ro: Database.Database): Database.Database {
     return ro;
   }
 
