@@ -1,17 +1,42 @@
 /**
  * Every error sqlite-ha throws on purpose, in one place. Each has a stable `code` that scripts and
- * other tools can match on; messages say what happened and what to do. SQL errors raised by the
- * user's own statements stay better-sqlite3's `SqliteError`s and are never wrapped.
+ * other tools can match on, and an `outcome` that says whether a failed write may still have
+ * committed; messages say what happened and what to do. SQL errors raised by the user's own
+ * statements stay better-sqlite3's `SqliteError`s and are never wrapped.
  */
+import { sqliteCode } from './storage/sqlite-errors';
+
+/**
+ * What a failed write left behind: 'not-committed' (it certainly did not commit; retrying is
+ * safe) or 'unknown' (it may be on disk: read it back, e.g. a linearizable db.read, before retrying).
+ */
+export type CommitOutcome = 'not-committed' | 'unknown';
 
 /** Base class: `code` is stable across releases, `message` is for humans. */
 export class SqliteHaError extends Error {
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  /** Whether the write that failed with this error may have committed (only CommitOutcomeUnknownError says 'unknown'). */
+  readonly outcome: CommitOutcome;
+  constructor(code: string, message: string, options?: { cause?: unknown; outcome?: CommitOutcome }) {
     super(message, options);
     this.code = code;
+    this.outcome = options?.outcome ?? 'not-committed';
     this.name = new.target.name;
   }
+}
+
+/**
+ * The outcome of a write (db.write(), or a write through the better-sqlite3 surface) that threw
+ * err: a sqlite-ha error says so itself (its `outcome`, or by its stable code when it crossed a
+ * process or module boundary); a SQLite error means the transaction rolled back (COMMIT's storage
+ * failures are reported as CommitOutcomeUnknownError); anything else is 'unknown'.
+ */
+export function commitOutcomeOf(err: unknown): CommitOutcome {
+  const e = err as { outcome?: unknown; code?: unknown } | null | undefined;
+  if (e?.outcome === 'not-committed' || e?.outcome === 'unknown') return e.outcome;
+  const code = sqliteCode(err);
+  if (code === 'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN') return 'unknown';
+  return code !== null ? 'not-committed' : 'unknown';
 }
 
 /** An option passed to open() (or a CLI flag) is missing, misspelt or out of range. */
@@ -94,7 +119,7 @@ export class CommitOutcomeUnknownError extends SqliteHaError {
       'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN',
       'COMMIT failed with an I/O error: the transaction may or may not be on disk. The write lease ' +
         'was dropped; read the data back (db.read with consistency "linearizable") before retrying.',
-      options,
+      { ...options, outcome: 'unknown' },
     );
   }
 }

@@ -7,8 +7,9 @@ export type { HAStatement } from './handle/statement';
 export type {
   OpenOptions, CoordinatorOptions, EtcdCoordinatorOptions, LockfileCoordinatorOptions, JournalMode, LocksMode,
 } from './options';
+export type { CommitOutcome } from './errors';
 export {
-  SqliteHaError, InvalidOptionError, FencedError, LeaseLostError, NotLeaseHolderError,
+  commitOutcomeOf, SqliteHaError, InvalidOptionError, FencedError, LeaseLostError, NotLeaseHolderError,
   CoordinatorUnavailableError, AcquireTimeoutError, UnsafeStorageError, CommitOutcomeUnknownError,
   StaleViewError, ClosedError,
 } from './errors';

@@ -48,7 +48,7 @@ function decideLocks(opts: ResolvedOptions): LocksInUse {
 function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator {
   const c = opts.coordinator;
   if (c.kind === 'lockfile') {
-    return new LockfileCoordinator(opts.path, c.staleMs ?? 10000, opts.nodeId, () => {
+    return new LockfileCoordinator(opts.path, c.staleMs, opts.nodeId, () => {
       const conn = openReadOnly(opts);
       try {
         return readMeta(conn).fence;

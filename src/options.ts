@@ -55,9 +55,32 @@ export interface OpenOptions {
   locks?: LocksMode;
 }
 
+/** PEM contents as Buffers; a part not given is null (a missing CA means the system roots). */
+export interface ResolvedTls {
+  readonly ca: Buffer | null;
+  readonly cert: Buffer | null;
+  readonly key: Buffer | null;
+}
+
+/** The etcd coordinator options after validation: every default filled, nothing optional. */
+export interface ResolvedEtcdCoordinator {
+  readonly kind: 'etcd';
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly tls: ResolvedTls | null;
+  readonly auth: { readonly username: string; readonly password: string } | null;
+}
+
+/** The lockfile coordinator options after validation. */
+export interface ResolvedLockfileCoordinator {
+  readonly kind: 'lockfile';
+  readonly staleMs: number;
+}
+
+/** What open() works with: every option validated and every default filled in. */
 export interface ResolvedOptions {
   readonly path: string;
-  readonly coordinator: Readonly<CoordinatorOptions> & { prefix?: string };
+  readonly coordinator: ResolvedEtcdCoordinator | ResolvedLockfileCoordinator;
   readonly name: string;
   readonly nodeId: string;
   readonly leaseTtlMs: number;
@@ -77,6 +100,7 @@ const TOP_KEYS = [
 const ETCD_KEYS = ['kind', 'endpoints', 'prefix', 'tls', 'auth'];
 const LOCKFILE_KEYS = ['kind', 'staleMs'];
 
+/** The defaults of every open() option (the one place they are written). */
 export const DEFAULTS = {
   prefix: '/sqlite-ha',
   leaseTtlMs: 5000,
@@ -100,7 +124,7 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
   const coordinator = resolveCoordinator(options.coordinator);
 
   const leaseTtlMs = int(options, 'leaseTtlMs', DEFAULTS.leaseTtlMs, 2000, 3_600_000);
-  const safetyMarginMs = int(options, 'safetyMarginMs', Math.min(DEFAULTS.safetyMarginMs, leaseTtlMs / 4), 0, leaseTtlMs);
+  const safetyMarginMs = int(options, 'safetyMarginMs', defaultSafetyMarginMs(leaseTtlMs), 0, leaseTtlMs);
   if (safetyMarginMs >= leaseTtlMs / 2) {
     throw new InvalidOptionError('safetyMarginMs', safetyMarginMs, `less than half of leaseTtlMs (${leaseTtlMs})`);
   }
@@ -143,6 +167,11 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
   });
 }
 
+/** The default safety margin for a lease TTL: 1 s, at most a quarter of the TTL. */
+export function defaultSafetyMarginMs(leaseTtlMs: number): number {
+  return Math.min(DEFAULTS.safetyMarginMs, leaseTtlMs / 4);
+}
+
 function resolveCoordinator(c: unknown): ResolvedOptions['coordinator'] {
   if (!isObject(c)) {
     throw new InvalidOptionError(
@@ -182,13 +211,23 @@ function resolveCoordinator(c: unknown): ResolvedOptions['coordinator'] {
   if (c.tls !== undefined && !isObject(c.tls)) {
     throw new InvalidOptionError('coordinator.tls', c.tls, '{ ca?, cert?, key? } with PEM contents');
   }
+  const tls = c.tls as EtcdCoordinatorOptions['tls'];
   return Object.freeze({
     kind: 'etcd' as const,
-    endpoints: endpoints.map((e: string) => e.replace(/\/$/, '')),
+    endpoints: Object.freeze(endpoints.map((e: string) => e.replace(/\/$/, ''))),
     prefix,
-    tls: c.tls as EtcdCoordinatorOptions['tls'],
-    auth: c.auth as EtcdCoordinatorOptions['auth'],
+    tls: tls === undefined ? null : Object.freeze({ ca: pem(tls, 'ca'), cert: pem(tls, 'cert'), key: pem(tls, 'key') }),
+    auth: c.auth === undefined ? null : Object.freeze({ username: c.auth.username as string, password: c.auth.password as string }),
   });
+}
+
+function pem(tls: NonNullable<EtcdCoordinatorOptions['tls']>, part: 'ca' | 'cert' | 'key'): Buffer | null {
+  const v: unknown = tls[part];
+  if (v === undefined) return null;
+  if (Buffer.isBuffer(v)) return v;
+  // Never echo it: it may be a private key.
+  if (typeof v !== 'string') throw new InvalidOptionError(`coordinator.tls.${part}`, '(value not shown)', 'PEM contents as a string or Buffer');
+  return Buffer.from(v);
 }
 
 function int(

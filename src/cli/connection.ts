@@ -6,44 +6,16 @@
 import {
   EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, Etcd3,
   GRPCAbortedError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCInternalError,
-  GRPCUnauthenticatedError, GRPCUnavailableError, GRPCUnknownError, IOptions,
+  GRPCUnauthenticatedError, GRPCUnavailableError, GRPCUnknownError,
 } from 'etcd3';
+import { createEtcdClient } from '../coordinator/etcd/client';
 import { ConnectionSettings, EtcdAccessError } from './settings';
 
 export { ConnectionSettings, EtcdAccessError, UsageError } from './settings';
 
 /** A client whose unary calls all carry a deadline of `timeoutMs`. Streams (watch, keep-alive) do not. */
 export function createClient(s: ConnectionSettings): Etcd3 {
-  const options: IOptions = {
-    hosts: s.endpoints,
-    dialTimeout: s.timeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + s.timeoutMs }),
-  };
-  if (s.tls) {
-    options.credentials = {
-      // grpc-js uses the system roots when no CA is given.
-      rootCertificate: s.tls.ca as Buffer,
-      privateKey: s.tls.key,
-      certChain: s.tls.cert,
-    };
-  }
-  if (s.auth) {
-    options.auth = {
-      username: s.auth.username,
-      password: s.auth.password,
-      callOptions: () => ({ deadline: Date.now() + s.timeoutMs }),
-    };
-  }
-  // Watches reconnect quickly after an etcd outage (etcd3's default backoff grows to 30 s).
-  options.faultHandling = { watchBackoff: cappedBackoff(200, 2000) };
-  return new Etcd3(options);
-}
-
-type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
-
-/** Exponential backoff from `ms`, doubling up to `maxMs` (cockatiel's IBackoff shape). */
-function cappedBackoff(ms: number, maxMs: number): WatchBackoff {
-  return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, maxMs), maxMs) } as WatchBackoff;
+  return createEtcdClient(s, s.timeoutMs);
 }
 
 /**

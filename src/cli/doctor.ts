@@ -12,9 +12,9 @@ import * as http from 'http';
 import * as https from 'https';
 import * as path from 'path';
 import { DatabaseInfo, Keys, parseJson } from '../coordinator/etcd/keys';
-import { DEFAULTS } from '../options';
+import { DEFAULTS, defaultSafetyMarginMs } from '../options';
 import { LockVerdict, lockVerdictFor } from '../storage/mounts';
-import { META_TABLE, readMeta } from '../storage/meta';
+import { hasMetaTable, readMetaAnyVersion } from '../storage/meta';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
 import { duration, styleFor } from './format';
 
@@ -235,9 +235,9 @@ function databaseFinding(file: string): Finding {
       autoVacuum: ['none', 'full', 'incremental'][Number(p('auto_vacuum'))] ?? p('auto_vacuum'),
       encoding: p('encoding'), userVersion: p('user_version'),
     });
-    const hasMeta = conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(META_TABLE) !== undefined;
+    const hasMeta = hasMetaTable(conn);
     if (hasMeta) {
-      const meta = readMetaLoosely(conn);
+      const meta = readMetaAnyVersion(conn);
       data.fence = meta.fence;
       data.txid = meta.txid;
       if (meta.epoch !== undefined) data.epoch = meta.epoch;
@@ -268,16 +268,6 @@ function databaseFinding(file: string): Finding {
     };
   } finally {
     conn?.close();
-  }
-}
-
-/** The meta row as this version reads it, else (a file written by another version) its fence and txid. */
-function readMetaLoosely(conn: Database.Database): { fence: number; txid: number; epoch?: number } {
-  try {
-    return readMeta(conn);
-  } catch {
-    const row = conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`).get() as { fence: number; txid: number } | undefined;
-    return row ?? { fence: 0, txid: 0 };
   }
 }
 
@@ -456,7 +446,7 @@ function leaseFinding(
 ): Finding {
   const source = opts.leaseTtlMs !== undefined ? 'from --lease-ttl-ms' : info ? `from the info record written by ${info.node}` : 'the default';
   const ttl = opts.leaseTtlMs ?? info?.leaseTtlMs ?? DEFAULTS.leaseTtlMs;
-  const margin = opts.safetyMarginMs ?? Math.min(DEFAULTS.safetyMarginMs, ttl / 4);
+  const margin = opts.safetyMarginMs ?? defaultSafetyMarginMs(ttl);
   const data: Record<string, unknown> = { leaseTtlMs: ttl, safetyMarginMs: margin, source };
   if (info) data.info = info;
   const base = `TTL ${duration(ttl)} (${source}), safety margin ${duration(margin)}: keep-alive every ${duration(ttl / 3)}; ` +

@@ -3,6 +3,7 @@
  * the etcd client (connection.ts) so that usage errors and --help never load gRPC.
  */
 import * as fs from 'fs';
+import { DEFAULTS } from '../options';
 
 /** A mistake on the command line (or in the environment): exit code 2. */
 export class UsageError extends Error {
@@ -37,7 +38,7 @@ export interface ConnectionSettings {
 }
 
 export const DEFAULT_ENDPOINT = 'http://127.0.0.1:2379';
-export const DEFAULT_PREFIX = '/sqlite-ha';
+export const DEFAULT_PREFIX = DEFAULTS.prefix;
 export const DEFAULT_TIMEOUT_MS = 3000;
 
 /** Flags win over the environment; the password only ever comes from the environment or a file. */

@@ -10,6 +10,7 @@ import {
   AcquireTimeoutError, CommitOutcomeUnknownError, FencedError, LeaseLostError, StaleViewError,
 } from '../errors';
 import type { ResolvedOptions } from '../options';
+import { isBusy } from '../storage/sqlite-errors';
 import { CommitPublisher } from '../txn/commit-publisher';
 import { FencedTransactions } from '../txn/fenced';
 import type { Connections } from './connections';
@@ -223,7 +224,7 @@ async function openWhenNotBusy(
     try {
       return openFn();
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline || !lease.valid) throw err;
+      if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
       await sleep(20);
     }
   }

@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { NotLeaseHolderError, StaleViewError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { readMeta } from '../storage/meta';
+import { isReadonly } from '../storage/sqlite-errors';
 import type { Connections } from './connections';
 import type { LeaseHolder } from './lease-holder';
 import type { Consistency, LocalReads, StorageMode } from './modes/mode';
@@ -103,15 +104,10 @@ export class Reads implements LocalReads {
     try {
       return fn();
     } catch (err) {
-      if (!this.holder.holding && isReadonlyError(err)) throw new NotLeaseHolderError('this statement');
+      if (!this.holder.holding && isReadonly(err)) throw new NotLeaseHolderError('this statement');
       throw err;
     }
   }
-}
-
-function isReadonlyError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('SQLITE_READONLY');
 }
 
 const readTxByConn = new WeakMap<Database.Database, { begin: Database.Statement; commit: Database.Statement }>();

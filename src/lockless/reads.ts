@@ -10,6 +10,7 @@ import type Database from 'better-sqlite3';
 import type { GatedCoordinator } from '../coordinator/types';
 import { StaleViewError } from '../errors';
 import { readMeta } from '../storage/meta';
+import { isUntrustedView } from '../storage/sqlite-errors';
 
 export interface ReadConnections {
   readonly ro: Database.Database;
@@ -38,7 +39,7 @@ export class LocklessReads {
         if (attempt > 0 || !v || v.txid !== want.txid || v.epoch !== want.epoch) this.conns.reopenReadOnly();
         outcome = this.once(fn, want, enter, leave);
       } catch (err) {
-        if (!isStorageGlitch(err)) {
+        if (!isUntrustedView(err)) {
           await ticket.finish().catch(() => undefined);
           throw err;
         }
@@ -75,14 +76,4 @@ export class LocklessReads {
       if (conn.inTransaction) conn.exec('COMMIT');
     }
   }
-}
-
-/** Errors that mean "this view of the file is not to be trusted", not "your SQL is wrong". */
-function isStorageGlitch(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  // SQLITE_READONLY_ROLLBACK is a hot journal seen read-only (a writer died mid-commit); plain
-  // SQLITE_READONLY is the caller trying to write inside a read, an error to report at once.
-  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_READONLY_ROLLBACK' ||
-    code.startsWith('SQLITE_IOERR') || code === 'SQLITE_BUSY' || code === 'SQLITE_NOTADB' || code === 'SQLITE_PROTOCOL' ||
-    code === 'SQLITE_SCHEMA');
 }

@@ -1,11 +1,15 @@
 /**
- * The in-database fence (HAZARDS H5): one meta row holding the highest fence token that ever wrote
- * and a transaction counter `txid` that every fenced write bumps. Nodes compare `txid` with the
- * commit record in etcd to prove their view is fresh (H4).
+ * The in-database fence (docs/HAZARDS.md H5): one meta row holding the highest fence token that
+ * ever wrote and a transaction counter `txid` that every fenced write bumps. Nodes compare `txid`
+ * with the commit record in etcd to prove their view is fresh (H4). The only file that writes SQL
+ * against the meta table: the library, the CLI and the tools all go through these functions.
  */
 import type Database from 'better-sqlite3';
 
 export const META_TABLE = '_sqlite_ha_meta';
+
+const SELECT_META = `SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`;
+const NO_META: Meta = Object.freeze({ fence: 0, txid: 0, epoch: 0 });
 
 export interface Meta {
   fence: number;
@@ -21,12 +25,12 @@ export class MetaStatements {
 
   /** The table must exist: ensureMetaTable() runs inside the holder's first (fence-raising) transaction. */
   constructor(readonly conn: Database.Database) {
-    this.select = conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`);
+    this.select = conn.prepare(SELECT_META);
     this.bump = conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, txid = txid + 1 WHERE id = 1`);
   }
 
   read(): Meta {
-    return this.select.get() ?? { fence: 0, txid: 0, epoch: 0 };
+    return this.select.get() ?? { ...NO_META };
   }
 
   /** Sets the fence to `fence` (raising it on the holder's first write) and bumps txid. */
@@ -52,12 +56,32 @@ export function readMeta(conn: Database.Database): Meta {
   try {
     let select = selectByConn.get(conn);
     if (!select) {
-      select = conn.prepare(`SELECT fence, txid, epoch FROM ${META_TABLE} WHERE id = 1`);
+      select = conn.prepare(SELECT_META);
       selectByConn.set(conn, select);
     }
-    return select.get() ?? { fence: 0, txid: 0, epoch: 0 };
+    return select.get() ?? { ...NO_META };
   } catch (err) {
-    if (/no such table/.test((err as Error).message)) return { fence: 0, txid: 0, epoch: 0 };
+    if (/no such table/.test((err as Error).message)) return { ...NO_META };
     throw err;
+  }
+}
+
+/** The new holder's first transaction (H5): raise the stored fence to ours and set the file's epoch. */
+export function claimFence(conn: Database.Database, fence: number, epoch: number): void {
+  conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, epoch = ? WHERE id = 1`).run(fence, epoch);
+}
+
+/** Whether the file has the meta table (a database nobody wrote through sqlite-ha has none). */
+export function hasMetaTable(conn: Database.Database): boolean {
+  return conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(META_TABLE) !== undefined;
+}
+
+/** readMeta() for a file of any sqlite-ha version: an older meta table without `epoch` reads it undefined. */
+export function readMetaAnyVersion(conn: Database.Database): { fence: number; txid: number; epoch?: number } {
+  try {
+    return readMeta(conn);
+  } catch {
+    const row = conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`).get() as { fence: number; txid: number } | undefined;
+    return row ?? { fence: 0, txid: 0 };
   }
 }

@@ -12,7 +12,8 @@
 import type Database from 'better-sqlite3';
 import { CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
 import type { Lease } from '../coordinator/types';
-import { ensureMetaTable, MetaStatements } from '../storage/meta';
+import { isBusy, isStorageFailure } from '../storage/sqlite-errors';
+import { claimFence, ensureMetaTable, MetaStatements } from '../storage/meta';
 
 export type BeginMode = 'IMMEDIATE' | 'EXCLUSIVE';
 
@@ -62,7 +63,7 @@ export class FencedTransactions {
       const stored = new MetaStatements(conn).read();
       if (stored.fence > lease.fence) throw new FencedError(lease.fence, stored.fence);
       this.epoch = newEpoch ?? stored.epoch;
-      conn.prepare('UPDATE _sqlite_ha_meta SET fence = ?, epoch = ? WHERE id = 1').run(lease.fence, this.epoch);
+      claimFence(conn, lease.fence, this.epoch);
       this.lastTxid = stored.txid;
       conn.exec('COMMIT');
     } catch (err) {
@@ -158,7 +159,7 @@ export class FencedTransactions {
         }
       }
     } catch (err) {
-      if (isIoError(err)) {
+      if (isStorageFailure(err)) {
         if (this.conn.inTransaction) this.rollback();
         const unknown = new CommitOutcomeUnknownError({ cause: err });
         this.hooks.onLeaseGone(unknown);
@@ -195,17 +196,6 @@ export class FencedTransactions {
   }
 }
 
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
-
 function isThenable(v: unknown): boolean {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
-
-function isIoError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CORRUPT' ||
-    code === 'SQLITE_FULL' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_PROTOCOL');
 }

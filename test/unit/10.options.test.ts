@@ -56,8 +56,9 @@ describe('defaults', () => {
       kind: 'etcd',
       endpoints: ['http://10.0.0.1:2379', 'https://etcd.example:2379'],
       prefix: '/sqlite-ha',
-      tls: undefined,
-      auth: undefined,
+      // Resolved options have no optional fields: no TLS and no auth read as null.
+      tls: null,
+      auth: null,
     });
   });
 

@@ -10,7 +10,7 @@ import { Figure, figure } from './report';
 import { median, minMax } from './stats';
 
 export function benchClient(ctx: BenchContext): Etcd3 {
-  return createEtcdClient({ kind: 'etcd', endpoints: ctx.endpoints }, 2000);
+  return createEtcdClient({ endpoints: ctx.endpoints, tls: null, auth: null }, 2000);
 }
 
 /** Median ms of n sequential linearizable ranges of one key. */

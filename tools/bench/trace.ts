@@ -11,6 +11,7 @@
  * prototypes), so it may need adjusting when those libraries change.
  */
 import * as fs from 'fs';
+import { META_TABLE } from '../../src/storage/meta';
 
 const file = process.env.BENCH_TRACE_FILE;
 
@@ -72,7 +73,7 @@ if (file) {
   const Database = require('better-sqlite3');
   const stmtProto = Object.getPrototypeOf(new Database(':memory:').prepare('SELECT 1'));
   wrapSync(stmtProto, 'run', (self) => (/^(BEGIN|COMMIT|ROLLBACK)/i.test(self.source) ? `sqlite.${self.source}` : null));
-  wrapSync(stmtProto, 'get', (self) => (/_sqlite_ha_meta/.test(self.source) ? 'sqlite.meta read' : null));
+  wrapSync(stmtProto, 'get', (self) => (self.source.includes(META_TABLE) ? 'sqlite.meta read' : null));
   wrapSync(Database.prototype, 'exec', (_self, a) => `sqlite.exec ${String(a[0]).slice(0, 40)}`);
   wrapSync(Database.prototype, 'pragma', (_self, a) => `sqlite.pragma ${String(a[0])}`);
   wrapSync(Database.prototype, 'close', () => 'sqlite.close');

@@ -20,6 +20,7 @@
  * Integrity PRAGMA integrity_check says ok.
  */
 import Database from 'better-sqlite3';
+import { hasMetaTable, readMetaAnyVersion } from '../../src/storage/meta';
 import { isWrite, Op, OpName } from './history';
 import type { BankConfig } from './schema';
 
@@ -431,7 +432,7 @@ export function readFinalDb(file: string): FinalDb {
     const all = <T>(t: string, sql: string): T[] => (has(t) ? (conn.prepare(sql).all() as T[]) : []);
     return {
       integrity,
-      meta: (has('_sqlite_ha_meta') ? (conn.prepare('SELECT fence, txid FROM _sqlite_ha_meta WHERE id = 1').get() as FinalDb['meta']) : null) ?? { fence: 0, txid: 0 },
+      meta: (({ fence, txid }) => ({ fence, txid }))(hasMetaTable(conn) ? readMetaAnyVersion(conn) : { fence: 0, txid: 0 }),
       accounts: all('accounts', 'SELECT id, balance FROM accounts ORDER BY id'),
       transfers: all('transfers', 'SELECT txid, src, dst, amount, opid FROM transfers'),
       appends: all('appends', 'SELECT rowid, value, node, txid, fence FROM appends ORDER BY rowid'),

@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { SshfsExport } from '../cluster/sshfs';
+import { UsageError } from '../../src/cli/settings';
 import { open } from '../../src/index';
 import { check, checkAvailability, readFinalDb } from './checker';
 import { Cleanup, stopSshfsSync, sweepOrphans, sweepStaleMounts } from './cleanup';
@@ -67,8 +68,6 @@ function parseIntFlag(min: number, max: number) {
     return n;
   };
 }
-
-class UsageError extends Error {}
 
 export function parseArgs(argv: string[]): ChaosOptions {
   const program = new Command()

@@ -16,7 +16,7 @@
  * SIGUSR2: make the next write the large transaction.
  */
 import * as fs from 'fs';
-import { open } from '../../src/index';
+import { commitOutcomeOf, open } from '../../src/index';
 import type { OpenOptions } from '../../src/options';
 import type { CompleteLine, InvokeLine, OpFields, Outcome } from './history';
 import { Prng } from './prng';
@@ -57,18 +57,9 @@ export interface WorkerConfig {
   parentPid: number;
 }
 
-/** Errors after which the write certainly did not commit (the library's contract). */
-const DEFINITE_FAILURES = new Set([
-  'SQLITE_HA_FENCED', 'SQLITE_HA_LEASE_LOST', 'SQLITE_HA_COORDINATOR_UNAVAILABLE', 'SQLITE_HA_ACQUIRE_TIMEOUT',
-  'SQLITE_HA_NOT_LEASE_HOLDER', 'SQLITE_HA_STALE_VIEW', 'SQLITE_HA_CLOSED', 'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT',
-  'SQLITE_LOCKED',
-]);
-
-/** ok / fail / unknown for a failed write: only the documented definite failures count as fail. */
+/** ok / fail / unknown for a failed write, as the library documents it (commitOutcomeOf, err.outcome). */
 export function writeOutcomeOf(err: unknown): Exclude<Outcome, 'ok'> {
-  const code = (err as { code?: unknown })?.code;
-  if (typeof code === 'string' && DEFINITE_FAILURES.has(code)) return 'fail';
-  return 'unknown'; // SQLITE_HA_COMMIT_OUTCOME_UNKNOWN, and anything unexpected
+  return commitOutcomeOf(err) === 'not-committed' ? 'fail' : 'unknown';
 }
 
 function errorInfo(err: unknown): { code: string; message: string; stack?: string } {

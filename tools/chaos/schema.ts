@@ -11,7 +11,7 @@
  *   bulk(id, pad)                         the large transaction's payload (replaced each time)
  */
 import type Database from 'better-sqlite3';
-import { META_TABLE } from '../../src/storage/meta';
+import { META_TABLE, readMeta } from '../../src/storage/meta';
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
@@ -33,9 +33,9 @@ export interface MetaRow {
 
 /** Inside db.write the meta row already holds this transaction's fence and txid. */
 export function readMetaRow(conn: Database.Database): MetaRow {
-  const row = conn.prepare(`SELECT fence, txid FROM ${META_TABLE} WHERE id = 1`).get() as MetaRow | undefined;
-  if (!row) throw new Error(`${META_TABLE} has no row inside a fenced write`);
-  return row;
+  const { fence, txid } = readMeta(conn);
+  if (txid === 0) throw new Error(`${META_TABLE} has no row inside a fenced write`);
+  return { fence, txid };
 }
 
 /** Records this transaction in `commits`; returns the meta row it ran under. */

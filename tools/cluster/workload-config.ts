@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { InvalidOptionError } from '../../src/errors';
+import { DEFAULTS } from '../../src/options';
 
 export type WorkloadCoordinator =
   | { kind: 'etcd'; endpoints: string[]; prefix: string }
@@ -49,7 +50,7 @@ export const WORKLOAD_SETTINGS: readonly Setting[] = [
   { key: 'db', flag: '--db <path>', env: 'SQLITE_HA_DB_PATH', help: 'database file on shared storage' },
   { key: 'coordinator', flag: '--coordinator <kind>', env: 'SQLITE_HA_COORDINATOR', help: "'etcd' or 'lockfile'", dflt: 'etcd' },
   { key: 'etcdEndpoints', flag: '--etcd-endpoints <urls>', env: 'SQLITE_HA_ETCD_ENDPOINTS', help: 'comma-separated etcd client URLs' },
-  { key: 'prefix', flag: '--prefix <key>', env: 'SQLITE_HA_PREFIX', help: 'etcd key prefix', dflt: '/sqlite-ha' },
+  { key: 'prefix', flag: '--prefix <key>', env: 'SQLITE_HA_PREFIX', help: 'etcd key prefix', dflt: DEFAULTS.prefix },
   { key: 'nodeId', flag: '--node-id <id>', env: 'SQLITE_HA_NODE_ID', help: 'node id in output and lease records, hostname:pid if unset' },
   { key: 'writeIntervalMs', flag: '--write-interval-ms <ms>', env: 'SQLITE_HA_WRITE_INTERVAL_MS', help: 'pause between appends', dflt: '200' },
   { key: 'durationMs', flag: '--duration-ms <ms>', env: 'SQLITE_HA_DURATION_MS', help: 'run time, 0 = until SIGTERM/SIGINT', dflt: '0' },
@@ -118,7 +119,7 @@ function coordinatorOf(raw: Partial<RawSettings>): WorkloadCoordinator {
       "comma-separated URLs such as 'http://etcd1:2379' (or SQLITE_HA_ETCD_ENDPOINTS, or --coordinator lockfile)",
     );
   }
-  return { kind: 'etcd', endpoints, prefix: raw.prefix ?? '/sqlite-ha' };
+  return { kind: 'etcd', endpoints, prefix: raw.prefix ?? DEFAULTS.prefix };
 }
 
 function count(raw: Partial<RawSettings>, key: keyof RawSettings, min: number): number {

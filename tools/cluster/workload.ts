@@ -26,7 +26,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { open } from '../../src/index';
-import { META_TABLE } from '../../src/storage/meta';
+import { readMeta } from '../../src/storage/meta';
 import { parseWorkloadArgs, WorkloadConfig } from './workload-config';
 
 type Db = Awaited<ReturnType<typeof open>>;
@@ -112,8 +112,7 @@ async function run(cfg: WorkloadConfig, stop: StopSignal, tally: Tally): Promise
         }
         const info = conn.prepare('INSERT INTO events(node, seq, at) VALUES (?, ?, ?)').run(node, seq, Date.now());
         // The fenced transaction has already advanced the meta row: this is this commit's txid.
-        const meta = conn.prepare(`SELECT txid FROM ${META_TABLE} WHERE id = 1`).get() as { txid: number } | undefined;
-        return { id: Number(info.lastInsertRowid), txid: meta?.txid };
+        return { id: Number(info.lastInsertRowid), txid: readMeta(conn).txid };
       });
       schemaReady = true;
       tally.acked++;

@@ -6,15 +6,17 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { EtcdCluster, etcdOnPath } from '../cluster/etcd-process';
 import { HandoverRecord, Keys, LockRecord, parseJson, prefixEnd } from '../../src/coordinator/etcd/keys';
+import { createEtcdClient } from '../../src/coordinator/etcd/client';
+import { DEFAULTS } from '../../src/options';
 import { atExit } from './cleanup';
 
 export type CoordinatorChoice = 'auto' | 'etcd' | 'lockfile';
 
 export const ETCD_MEMBERS = 3;
-export const PREFIX = '/sqlite-ha';
+export const PREFIX = DEFAULTS.prefix;
 
 export interface DemoCoordinator {
   kind: 'etcd' | 'lockfile';
@@ -99,11 +101,7 @@ export async function startCoordinator(
   let etcd: Etcd3 | null = null;
   // One client for the demo's own questions; every unary call carries a 1 s deadline.
   const client = (): Etcd3 =>
-    (etcd ??= new Etcd3({
-      hosts: cluster.endpoints,
-      dialTimeout: 1000,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 1000 }),
-    }));
+    (etcd ??= createEtcdClient({ endpoints: cluster.endpoints, tls: null, auth: null }, 1000));
   const unregister = atExit('etcd members', () => {
     for (const m of cluster.members) {
       if (m.process && m.process.exitCode === null && m.process.signalCode === null) m.process.kill('SIGKILL');

@@ -1,15 +1,26 @@
 /**
- * Builds the raw etcd3 client with a deadline on every unary call (HAZARDS H6: a call without one
- * against a stalled etcd hung for 6 s) and maps its failures to CoordinatorUnavailableError.
+ * The one etcd3 client factory, used by the library, the CLI and the tools: a deadline on every
+ * unary call (docs/HAZARDS.md H6: a call without one against a stalled etcd hung for 6 s), one
+ * retry on another member, a short circuit breaker, watches that reconnect quickly, and TLS where
+ * a missing CA stays missing (grpc-js then uses the system roots; an empty one would trust nothing).
+ * Also maps the library's etcd failures to CoordinatorUnavailableError.
  */
 import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel';
 import { CoordinatorUnavailableError, SqliteHaError } from '../../errors';
-import type { EtcdCoordinatorOptions } from '../../options';
 
-export function createEtcdClient(c: EtcdCoordinatorOptions, rpcTimeoutMs: number): Etcd3 {
+/** Where etcd is and how to authenticate: the library's resolved options and the CLI's settings both fit. */
+export interface EtcdConnection {
+  readonly endpoints: readonly string[];
+  /** PEM contents; a CA left out (undefined or null) means the system roots. */
+  readonly tls: { readonly ca?: Buffer | null; readonly cert?: Buffer | null; readonly key?: Buffer | null } | null;
+  readonly auth: { readonly username: string; readonly password: string } | null;
+}
+
+/** A client whose unary calls all carry a deadline of `rpcTimeoutMs`; streams (watch, keep-alive) do not. */
+export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3 {
   const options: IOptions = {
-    hosts: c.endpoints,
+    hosts: [...c.endpoints],
     dialTimeout: rpcTimeoutMs,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + rpcTimeoutMs }),
     faultHandling: {
@@ -20,21 +31,32 @@ export function createEtcdClient(c: EtcdCoordinatorOptions, rpcTimeoutMs: number
           halfOpenAfter: 500,
           breaker: new ConsecutiveBreaker(3),
         }),
+      // Watches reconnect quickly after an etcd outage (etcd3's default backoff grows to 30 s).
+      watchBackoff: cappedBackoff(200, 2000),
     },
   };
-  if (c.auth) options.auth = { username: c.auth.username, password: c.auth.password };
+  if (c.auth) {
+    options.auth = {
+      username: c.auth.username,
+      password: c.auth.password,
+      callOptions: () => ({ deadline: Date.now() + rpcTimeoutMs }),
+    };
+  }
   if (c.tls) {
     options.credentials = {
-      rootCertificate: toBuf(c.tls.ca) ?? Buffer.alloc(0),
-      privateKey: toBuf(c.tls.key),
-      certChain: toBuf(c.tls.cert),
+      rootCertificate: c.tls.ca ?? (undefined as unknown as Buffer),
+      privateKey: c.tls.key ?? undefined,
+      certChain: c.tls.cert ?? undefined,
     };
   }
   return new Etcd3(options);
 }
 
-function toBuf(v: Buffer | string | undefined): Buffer | undefined {
-  return v === undefined ? undefined : Buffer.isBuffer(v) ? v : Buffer.from(v);
+type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+
+/** Exponential backoff from `ms`, doubling up to `maxMs` (cockatiel's IBackoff shape). */
+function cappedBackoff(ms: number, maxMs: number): WatchBackoff {
+  return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, maxMs), maxMs) } as WatchBackoff;
 }
 
 /** Wraps an etcd call: our own errors pass through, anything else becomes CoordinatorUnavailable. */

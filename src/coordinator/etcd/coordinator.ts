@@ -5,7 +5,7 @@
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
 import { waitKeysGone } from './mutex';
-import type { EtcdCoordinatorOptions } from '../../options';
+import type { ResolvedEtcdCoordinator } from '../../options';
 import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
 import { createEtcdClient, etcdCall } from './client';
 import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
@@ -14,7 +14,7 @@ import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { Session } from './session';
 
 export interface EtcdCoordinatorSettings {
-  options: EtcdCoordinatorOptions;
+  options: ResolvedEtcdCoordinator;
   name: string;
   nodeId: string;
   leaseTtlMs: number;
@@ -29,7 +29,7 @@ export class EtcdCoordinator implements GatedCoordinator {
   private readonly client: Etcd3;
 
   constructor(private readonly s: EtcdCoordinatorSettings) {
-    this.keys = new Keys(s.options.prefix ?? '/sqlite-ha', s.name);
+    this.keys = new Keys(s.options.prefix, s.name);
     this.client = createEtcdClient(s.options, s.rpcTimeoutMs);
   }
 
