@@ -23,6 +23,11 @@ export class SqliteHaError extends Error {
     this.outcome = options?.outcome ?? 'not-committed';
     this.name = new.target.name;
   }
+
+  /** ClosedError is a TypeError (as better-sqlite3 throws), yet still counts as a SqliteHaError. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, value) || (this === SqliteHaError && value instanceof ClosedError);
+  }
 }
 
 /**
@@ -135,10 +140,17 @@ export class StaleViewError extends SqliteHaError {
   }
 }
 
-/** The handle was closed. */
-export class ClosedError extends SqliteHaError {
+/**
+ * The handle was closed. Like better-sqlite3's own error for a closed connection, it is a
+ * TypeError with the message "The database connection is not open"; it also carries the
+ * SqliteHaError fields (`code`, `outcome`) and passes `instanceof SqliteHaError`.
+ */
+export class ClosedError extends TypeError {
+  readonly code = 'SQLITE_HA_CLOSED';
+  readonly outcome: CommitOutcome = 'not-committed';
   constructor() {
-    super('SQLITE_HA_CLOSED', 'the database handle is closed');
+    super('The database connection is not open');
+    this.name = 'ClosedError';
   }
 }
 

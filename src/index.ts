@@ -3,7 +3,7 @@ export { open } from './open';
 export { HADatabase } from './handle/database';
 export { LeaseStatus } from './handle/lease-status';
 export type { Consistency, LocksInUse } from './handle/database';
-export type { HAStatement } from './handle/statement';
+export type { HAStatement, Statement } from './handle/statement';
 export type {
   OpenOptions, CoordinatorOptions, EtcdCoordinatorOptions, LockfileCoordinatorOptions, JournalMode, LocksMode,
 } from './options';

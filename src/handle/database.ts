@@ -19,7 +19,7 @@ import type { Consistency, LocksInUse, StorageMode } from './modes/mode';
 import { TrustedMode } from './modes/trusted';
 import { Reads } from './reads';
 import { pragmaKind, splitTransactionScript } from './sql-text';
-import { HAStatement } from './statement';
+import { HAStatement, Statement } from './statement';
 import { HandleStatementHost } from './statement-host';
 import { WritePath } from './write-path';
 
@@ -43,6 +43,7 @@ export class HADatabase {
   private readonly reads: Reads;
   private readonly writes: WritePath;
   private readonly host: HandleStatementHost;
+  private closing: Promise<void> | null = null;
 
   /** @internal use open() */
   constructor(private readonly opts: ResolvedOptions, private readonly coordinator: Coordinator, locks: LocksInUse) {
@@ -93,7 +94,7 @@ export class HADatabase {
 
   prepare(sql: string): HAStatement {
     this.conns.assertOpen();
-    return new HAStatement(this.host, sql, this);
+    return new Statement(this.host, sql, this);
   }
 
   exec(sql: string): this {
@@ -238,17 +239,18 @@ export class HADatabase {
     return this;
   }
 
-  /** Finishes pending publishes, releases the lease (waiters proceed at once), closes connections. */
-  async close(): Promise<void> {
-    if (!this.conns.isOpen) return;
-    try {
-      await this.holder.release();
-    } finally {
-      const h = this.holder.holding;
-      if (h) this.holder.detach(h);
-      this.conns.close();
-      await this.coordinator.close();
-    }
+  /**
+   * Closes the connections now, as better-sqlite3 does: from here on `open` is false and every
+   * method throws ClosedError (better-sqlite3's TypeError "The database connection is not open");
+   * an open transaction rolls back. The promise resolves once pending publishes are out and the
+   * lease is released (a waiting node proceeds at once). Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    const released = this.holder.close();
+    this.conns.close();
+    this.closing = released.finally(() => this.coordinator.close());
+    return this.closing;
   }
 
   /** The connection a better-sqlite3-style call runs on now. */

@@ -147,8 +147,28 @@ export class LeaseHolder {
     return this.releasing;
   }
 
+  /**
+   * The handle closes: the read-write connection closes now (an open transaction rolls back); the
+   * returned promise resolves once pending publishes are out and the lease is released.
+   */
+  close(): Promise<void> {
+    this.pinned = false;
+    const h = this.current;
+    if (h) this.detach(h);
+    return (async () => {
+      // An acquisition in flight sees the handle closed and gives its lease back itself.
+      if (this.acquiring) await this.acquiring.catch(() => undefined);
+      if (this.releasing) await this.releasing.catch(() => undefined);
+      if (!h) return;
+      await h.publisher.flush();
+      await h.lease.release();
+      this.status.lastHolder = null;
+      this.status.emit('released', { fence: h.lease.fence });
+    })();
+  }
+
   /** Stops using h: no commit can start under it any more; its read-write connection closes. */
-  detach(h: Holding): void {
+  private detach(h: Holding): void {
     this.stopUsing(h);
     h.fenced.rollback();
     h.rw.close();

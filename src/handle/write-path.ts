@@ -76,6 +76,7 @@ export class WritePath {
 
   /** BEGIN/COMMIT/ROLLBACK issued as SQL by code written for plain better-sqlite3; null for other SQL. */
   control(sql: string): Database.RunResult | null {
+    this.conns.assertOpen();
     const tc = transactionVerb(sql);
     if (!tc) return null;
     this.mode.assertSyncSurface('write', sql.trim());

@@ -10,7 +10,7 @@
  * better-sqlite3 surface (begin()).
  */
 import type Database from 'better-sqlite3';
-import { CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
+import { ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
 import type { Lease } from '../coordinator/types';
 import { isBusy, isStorageFailure } from '../storage/sqlite-errors';
 import { claimFence, ensureMetaTable, MetaStatements } from '../storage/meta';
@@ -184,6 +184,8 @@ export class FencedTransactions {
   }
 
   private assertLeaseUsable(): void {
+    // The handle closed its connections (close() is synchronous, like better-sqlite3's).
+    if (!this.conn.open) throw new ClosedError();
     if (!this.lease.valid) throw new LeaseLostError('the lease was released or lost');
     const now = Date.now();
     if (now >= this.lease.commitDeadline) {
