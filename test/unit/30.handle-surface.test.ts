@@ -1,5 +1,5 @@
 /**
- * The handle's better-sqlite3 surface (src/database.ts, src/statement.ts) with the lockfile
+ * The handle's better-sqlite3 surface (src/handle/*.ts, src/handle/statement.ts) with the lockfile
  * coordinator on real files, no network. Every check runs the same code on a plain better-sqlite3
  * Database (on its own file) and on the sqlite-ha handle and expects the same results and errors.
  * HAZARDS H2: reads go to a read-only connection until the handle holds the lease.
@@ -205,7 +205,7 @@ describe('exec', () => {
     expect(ha).toEqual([]);
   });
 
-  // BUG (src/database.ts exec()): a multi-statement exec() that contains its own transaction is
+  // BUG (src/handle/*.ts exec()): a multi-statement exec() that contains its own transaction is
   // sent whole into a fenced BEGIN IMMEDIATE (transactionControl() only recognises a lone
   // BEGIN/COMMIT), so its BEGIN fails with "cannot start a transaction within a transaction".
   // This is the most common way better-sqlite3 code batches writes.

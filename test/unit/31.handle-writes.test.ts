@@ -1,5 +1,5 @@
 /**
- * Writes and reads through the handle (src/database.ts) with the lockfile coordinator on real
+ * Writes and reads through the handle (src/handle/*.ts) with the lockfile coordinator on real
  * files: only the lease holder writes (HAZARDS H2), every write is one fenced transaction (H5),
  * db.write/db.read keep their work synchronous, consistency levels are named and checked (H4).
  */
@@ -307,7 +307,7 @@ describe('db.read(fn, { consistency })', () => {
     expect(peek('SELECT count(*) FROM t')).toBe(2);
   });
 
-  // BUG (src/database.ts readOnce()): while this node holds the lease, read() runs fn on the
+  // BUG (src/handle/*.ts readOnce()): while this node holds the lease, read() runs fn on the
   // read-write connection in a plain BEGIN, so a write inside it commits without the fence check
   // and without bumping txid (breaking H4's "txid counts every commit" and H5's fencing).
   test('while holding the lease, a write inside read() is refused too', async () => {

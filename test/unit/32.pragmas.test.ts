@@ -1,5 +1,5 @@
 /**
- * db.pragma() and pragma SQL through the handle (src/database.ts, src/statement.ts): the storage
+ * db.pragma() and pragma SQL through the handle (src/handle/*.ts, src/handle/statement.ts): the storage
  * rules of HAZARDS H1 stay pinned (rollback journal, synchronous=FULL, locking_mode=NORMAL) however
  * a pragma is spelt; pragmas that write go through the lease (H2); per-connection settings follow
  * the handle onto every connection it opens.
@@ -103,7 +103,7 @@ describe('pinned pragmas (H1)', () => {
     expect(fs.statSync(`${tmp.file()}-journal`).size).toBeGreaterThan(0); // PERSIST keeps the header
   });
 
-  // BUG (src/database.ts pragma(), the name regex /^\s*(?:\w+\.)?(\w+)\s*(=|\()?/): a quoted name,
+  // BUG (src/handle/*.ts pragma(), the name regex /^\s*(?:\w+\.)?(\w+)\s*(=|\()?/): a quoted name,
   // spaces around the schema dot, or a comment before '=' is not recognised as setting a pinned
   // pragma; the call then goes straight to the read-write connection (runRead), outside any
   // transaction, and really changes the setting: '"journal_mode" = WAL' turns the file into WAL.

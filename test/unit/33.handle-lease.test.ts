@@ -1,5 +1,5 @@
 /**
- * The handle's lease life cycle with the lockfile coordinator (src/database.ts,
+ * The handle's lease life cycle with the lockfile coordinator (src/handle/*.ts,
  * src/coordinator/lockfile/coordinator.ts): events, fence tokens that only grow across handles
  * (HAZARDS H5, H7), idle release, close() handing over, and use after close.
  */
@@ -188,7 +188,7 @@ describe('close()', () => {
     expect(db.inTransaction).toBe(false);
   });
 
-  // BUG (src/database.ts currentConnection(), reached from src/statement.ts real()): closing while
+  // BUG (src/handle/*.ts currentConnection(), reached from src/handle/statement.ts real()): closing while
   // holding the lease bumps `generation`, so a statement prepared earlier re-prepares on the closed
   // read-only connection and better-sqlite3's TypeError "The database connection is not open"
   // escapes instead of ClosedError. Fix: assertOpen() at the top of currentConnection().

@@ -136,7 +136,7 @@ describe('commit records (H4)', () => {
     expect(db.lease.held).toBe(false);
   });
 
-  // BUG (src/database.ts write(), the line `if (Date.now() >= busyDeadline) return
+  // BUG (src/handle/*.ts write(), the line `if (Date.now() >= busyDeadline) return
   // h.fenced.run(() => fn(h.rw)).result;`): when the last, blocking attempt succeeds, the write is
   // acknowledged without afterCommit() and without publishing its commit record, so a
   // linearizable read elsewhere does not wait for it. Fix: take { result, txid } from that run()
