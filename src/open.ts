@@ -14,6 +14,7 @@ import { openReadOnly, prepareFile } from './storage/connection';
 import { readMeta } from './storage/meta';
 import { lockVerdictFor } from './storage/mounts';
 
+/** Opens a sqlite-ha handle on `path`: validates the options, checks the file and mount, builds the coordinator. */
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
   const opts = resolveOptions(path, options);
   if (!fs.existsSync(dirname(opts.path))) {

@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { InvalidOptionError } from './errors';
 
+/** The etcd coordinator (the product): leases, fences and commit records in etcd. */
 export interface EtcdCoordinatorOptions {
   kind: 'etcd';
   /** etcd client URLs, e.g. ['http://127.0.0.1:2379']. */
@@ -17,17 +18,22 @@ export interface EtcdCoordinatorOptions {
   auth?: { username: string; password: string };
 }
 
+/** The embedded coordinator for one host: a lock directory beside the database (docs/HAZARDS.md H7). */
 export interface LockfileCoordinatorOptions {
   kind: 'lockfile';
   /** proper-lockfile's `stale`: a lock not refreshed for this long may be taken over. Default 10000. */
   staleMs?: number;
 }
 
+/** Which coordinator hands out the write lease. */
 export type CoordinatorOptions = EtcdCoordinatorOptions | LockfileCoordinatorOptions;
 
+/** The rollback journal flavours that work on shared storage. */
 export type JournalMode = 'TRUNCATE' | 'PERSIST';
+/** Whether SQLite's file locks are trusted across hosts: 'auto' decides from the mount. */
 export type LocksMode = 'auto' | 'trusted' | 'none';
 
+/** The options of open(); only `coordinator` is required. */
 export interface OpenOptions {
   coordinator: CoordinatorOptions;
   /** Name of the database in the coordinator's keys. Default: the file's base name. */

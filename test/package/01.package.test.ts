@@ -43,3 +43,50 @@ test('errors carry stable codes', () => {
     'SQLITE_HA_COORDINATOR_UNAVAILABLE', 'SQLITE_HA_ACQUIRE_TIMEOUT', 'SQLITE_HA_UNSAFE_STORAGE',
     'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN']);
 });
+
+/** The exports of dist/index.d.ts as the TypeScript compiler resolves them. */
+let exportsCache: { name: string; doc: string; declarations: string[] }[] | null = null;
+function declaredExports(): { name: string; doc: string; declarations: string[] }[] {
+  return (exportsCache ??= readDeclaredExports());
+}
+
+function readDeclaredExports(): { name: string; doc: string; declarations: string[] }[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = require('typescript') as typeof import('typescript');
+  const entry = path.join(root, 'dist', 'index.d.ts');
+  const program = ts.createProgram([entry], { noEmit: true, skipLibCheck: true, types: [] });
+  const checker = program.getTypeChecker();
+  const module = checker.getSymbolAtLocation(program.getSourceFile(entry)!)!;
+  return checker.getExportsOfModule(module).map((s) => {
+    const target = s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
+    return {
+      name: s.getName(),
+      doc: ts.displayPartsToString(target.getDocumentationComment(checker)),
+      declarations: (target.getDeclarations() ?? []).map((d) => d.getSourceFile().getFullText().slice(d.getFullStart(), d.getEnd())),
+    };
+  });
+}
+
+test('every public export has a doc comment in the shipped declarations', () => {
+  const undocumented = declaredExports().filter((e) => e.doc.trim() === '').map((e) => e.name);
+  expect(undocumented).toEqual([]);
+});
+
+test('the shipped declarations hide @internal members (stripInternal)', () => {
+  const dts: string[] = [];
+  const walk = (dir: string) => {
+    for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, f.name);
+      if (f.isDirectory()) walk(p);
+      else if (f.name.endsWith('.d.ts')) dts.push(fs.readFileSync(p, 'utf8'));
+    }
+  };
+  walk(path.join(root, 'dist'));
+  expect(dts.filter((text) => text.includes('@internal'))).toEqual([]);
+  const exported = new Map(declaredExports().map((e) => [e.name, e.declarations.join('\n')]));
+  // LeaseStatus's bookkeeping and the constructors meant for open() / db.prepare() only.
+  expect(exported.get('LeaseStatus')).not.toMatch(/\bcurrent\b|\blastHolder\b/);
+  expect(exported.get('HADatabase')).not.toMatch(/constructor\(/);
+  // The statement adapter's internals are not public API on the handle.
+  expect(exported.get('HADatabase')).not.toMatch(/\b(runWrite|runRead|transactionControl|currentConnection|generation)\b/);
+});

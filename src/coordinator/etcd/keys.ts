@@ -18,6 +18,7 @@
  */
 import type { LeaseEventKind } from '../types';
 
+/** The value of a waiter key: who queued for the lease, and when. */
 export interface LockRecord {
   node: string;
   pid: number;
@@ -28,6 +29,7 @@ export interface LockRecord {
 
 export type { CommitRecord } from '../types';
 
+/** The current (or last cleanly released) holder of the lease. */
 export interface HolderRecord {
   fence: number;
   node: string;
@@ -35,6 +37,7 @@ export interface HolderRecord {
   time: number;
 }
 
+/** How the database is set up, as its latest holder wrote it (for the CLI). */
 export interface DatabaseInfo {
   path: string;
   locks: 'trusted' | 'none';
@@ -43,6 +46,7 @@ export interface DatabaseInfo {
   node: string;
 }
 
+/** One acquisition of the lease: from whom, why, and how long it took. */
 export interface HandoverRecord {
   fence: number;
   node: string;
@@ -56,6 +60,7 @@ export interface HandoverRecord {
   time: number;
 }
 
+/** An abnormal end of a node's use of its lease, for watchers. */
 export interface EventRecord {
   kind: LeaseEventKind;
   node: string;
