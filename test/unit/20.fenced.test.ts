@@ -1,46 +1,18 @@
 /**
- * FencedTransactions (src/txn/fenced.ts) on a real file with a plain in-test Lease: the fence is
+ * FencedTransactions (src/txn/fenced.ts) on a real file with a scripted Lease (test/helpers): the fence is
  * raised on construction and checked inside every transaction (HAZARDS H5); the commit deadline
  * and lease validity are checked before BEGIN and before COMMIT (H6); the work is synchronous.
  */
 import type Database from 'better-sqlite3';
-import { EventEmitter } from 'events';
-import type { Lease } from '../../src/coordinator/types';
 import { FencedError, LeaseLostError } from '../../src/errors';
 import { ConnectionSettings, openReadOnly, openReadWrite, prepareFile } from '../../src/storage/connection';
 import { ensureMetaTable, readMeta } from '../../src/storage/meta';
 import { FencedHooks, FencedTransactions } from '../../src/txn/fenced';
 import { holdWriteLock } from '../helpers/lock-holder';
+import { ScriptedLease } from '../helpers/scripted-coordinator';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
-
-class TestLease extends EventEmitter {
-  fence: number;
-  commitDeadline = Date.now() + 60_000;
-  expiresAt = Date.now() + 60_000;
-  valid = true;
-  hasWaiters = false;
-  commitAtAcquire = null;
-  constructor(fence: number) {
-    super();
-    this.fence = fence;
-  }
-  async publishCommit(): Promise<boolean> {
-    return true;
-  }
-  reportEvent(): void {}
-  async release(): Promise<void> {
-    this.valid = false;
-  }
-  async abandon(): Promise<void> {
-    this.valid = false;
-  }
-}
-
-function asLease(l: TestLease): Lease {
-  return l as unknown as Lease;
-}
 
 /** Records every onLeaseGone call. */
 function hooks(): FencedHooks & { gone: unknown[] } {
@@ -50,8 +22,8 @@ function hooks(): FencedHooks & { gone: unknown[] } {
 
 /** Short lock waits keep the busy tests fast. */
 const BUSY_MS = 150;
-function fenced(conn: Database.Database, lease: TestLease, h: FencedHooks, busyMs = BUSY_MS): FencedTransactions {
-  return new FencedTransactions(conn, asLease(lease), h, busyMs);
+function fenced(conn: Database.Database, lease: ScriptedLease, h: FencedHooks, busyMs = BUSY_MS): FencedTransactions {
+  return new FencedTransactions(conn, lease, h, busyMs);
 }
 
 function settings(): ConnectionSettings {
@@ -71,10 +43,10 @@ function ro(): Database.Database {
   return c;
 }
 
-function setup(fence = 3): { conn: Database.Database; lease: TestLease; h: ReturnType<typeof hooks>; tx: FencedTransactions } {
+function setup(fence = 3): { conn: Database.Database; lease: ScriptedLease; h: ReturnType<typeof hooks>; tx: FencedTransactions } {
   const conn = rw();
   conn.exec('CREATE TABLE t (x INTEGER)');
-  const lease = new TestLease(fence);
+  const lease = new ScriptedLease(fence);
   const h = hooks();
   const tx = fenced(conn, lease, h);
   return { conn, lease, h, tx };
@@ -97,7 +69,7 @@ describe('construction: the first transaction raises the fence', () => {
     conn.exec('BEGIN IMMEDIATE');
     ensureMetaTable(conn);
     conn.exec('UPDATE _sqlite_ha_meta SET fence = 2, txid = 41; COMMIT');
-    const tx = fenced(conn, new TestLease(5), hooks());
+    const tx = fenced(conn, new ScriptedLease(5), hooks());
     expect(tx.lastTxid).toBe(41);
     expect(readMeta(conn)).toMatchObject({ fence: 5, txid: 41 });
   });
@@ -115,7 +87,7 @@ describe('construction: the first transaction raises the fence', () => {
     const h = hooks();
     let caught: unknown;
     try {
-      fenced(conn, new TestLease(7), h);
+      fenced(conn, new ScriptedLease(7), h);
     } catch (err) {
       caught = err;
     }
@@ -230,7 +202,7 @@ describe('the fence inside every transaction (H5)', () => {
     // Another holder (fence 8) commits through its own connection.
     const other = openReadWrite(settings());
     tmp.defer(() => other.close());
-    fenced(other, new TestLease(8), hooks()).run(() =>
+    fenced(other, new ScriptedLease(8), hooks()).run(() =>
       other.prepare('INSERT INTO t VALUES (2)').run(),
     );
     const before = readMeta(conn);
@@ -408,7 +380,7 @@ describe('lock waits', () => {
     const ticks: number[] = [];
     const timer = setInterval(() => ticks.push(Date.now()), 20); // the event loop keeps running
     try {
-      const tx = await FencedTransactions.create(conn, asLease(new TestLease(6)), hooks(), 3000);
+      const tx = await FencedTransactions.create(conn, new ScriptedLease(6), hooks(), 3000);
       expect(readMeta(conn)).toMatchObject({ fence: 6, txid: 0 });
       expect(tx.lastTxid).toBe(0);
     } finally {
@@ -423,7 +395,7 @@ describe('lock waits', () => {
     conn.pragma('busy_timeout = 20');
     await holdWriteLock(tmp.file(), 5000, tmp.defer); // killed after the test
     const started = Date.now();
-    const err = await FencedTransactions.create(conn, asLease(new TestLease(6)), hooks(), 200).catch((e) => e);
+    const err = await FencedTransactions.create(conn, new ScriptedLease(6), hooks(), 200).catch((e) => e);
     expect(err?.code).toBe('SQLITE_BUSY');
     expect(Date.now() - started).toBeLessThan(1200);
     expect(conn.inTransaction).toBe(false);

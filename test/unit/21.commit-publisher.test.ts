@@ -14,7 +14,7 @@ interface Call {
 }
 
 /** A lease whose publishCommit calls stay pending until the test settles them. */
-class FakeLease extends EventEmitter {
+class FakeLease extends EventEmitter implements Lease {
   fence = 7;
   commitDeadline = Number.MAX_SAFE_INTEGER;
   expiresAt = Number.MAX_SAFE_INTEGER;
@@ -37,7 +37,7 @@ class FakeLease extends EventEmitter {
 
 function setup(published = 0): { lease: FakeLease; pub: CommitPublisher } {
   const lease = new FakeLease();
-  return { lease, pub: new CommitPublisher(lease as unknown as Lease, 'node-a', published) };
+  return { lease, pub: new CommitPublisher(lease, 'node-a', published) };
 }
 
 /** Lets queued promise callbacks run. */

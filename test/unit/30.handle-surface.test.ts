@@ -5,16 +5,11 @@
  * HAZARDS H2: reads go to a read-only connection until the handle holds the lease.
  */
 import Database from 'better-sqlite3';
-import { HADatabase, open, OpenOptions } from '../../src';
+import { HADatabase } from '../../src';
+import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
-
-async function openHA(name = 'ha.db', extra: Partial<OpenOptions> = {}): Promise<HADatabase> {
-  const db = await open(tmp.file(name), { coordinator: { kind: 'lockfile' }, acquireTimeoutMs: 3000, ...extra });
-  tmp.defer(() => db.close());
-  return db;
-}
 
 function openRaw(name = 'raw.db'): Database.Database {
   const db = new Database(tmp.file(name));
@@ -27,7 +22,7 @@ type AnyDb = Database.Database | HADatabase;
 /** Both handles, the sqlite-ha one holding the (pinned) lease. */
 async function pair(): Promise<{ raw: Database.Database; ha: HADatabase; both: <T>(fn: (db: any) => T) => [T, T] }> {
   const raw = openRaw();
-  const ha = await openHA();
+  const ha = await openHA(tmp, {}, 'ha.db');
   await ha.acquire();
   const both = <T>(fn: (db: any) => T): [T, T] => [fn(raw), fn(ha)];
   return { raw, ha, both };
@@ -298,7 +293,7 @@ describe('transaction()', () => {
 describe('user functions and aggregates survive connection switches', () => {
   test('registered before acquire: work on the read-only, read-write, and reopened read-only connections', async () => {
     const raw = openRaw();
-    const ha = await openHA();
+    const ha = await openHA(tmp, {}, 'ha.db');
     const register = (db: any) => {
       db.function('twice', (x: number) => x * 2);
       db.function('plus', { deterministic: true }, (a: number, b: number) => a + b);
@@ -337,7 +332,7 @@ describe('user functions and aggregates survive connection switches', () => {
 
 describe('statements prepared before a connection switch', () => {
   test('keep their modifiers and bound parameters across acquire and release', async () => {
-    const ha = await openHA();
+    const ha = await openHA(tmp, {}, 'ha.db');
     await ha.acquire();
     seed(ha);
     await ha.release();
@@ -354,7 +349,7 @@ describe('statements prepared before a connection switch', () => {
 
 describe('properties', () => {
   test('open, name, memory, readonly, inTransaction', async () => {
-    const ha = await openHA();
+    const ha = await openHA(tmp, {}, 'ha.db');
     expect(ha.open).toBe(true);
     expect(ha.name).toBe(tmp.file('ha.db'));
     expect(ha.memory).toBe(false);

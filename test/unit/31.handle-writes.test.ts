@@ -4,21 +4,16 @@
  * db.write/db.read keep their work synchronous, consistency levels are named and checked (H4).
  */
 import Database from 'better-sqlite3';
-import { HADatabase, NotLeaseHolderError, open, OpenOptions, SqliteHaError } from '../../src';
+import { HADatabase, NotLeaseHolderError, OpenOptions, SqliteHaError } from '../../src';
 import { readMeta } from '../../src/storage/meta';
+import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
 
-async function openHA(extra: Partial<OpenOptions> = {}, name = 'ha.db'): Promise<HADatabase> {
-  const db = await open(tmp.file(name), { coordinator: { kind: 'lockfile' }, acquireTimeoutMs: 3000, ...extra });
-  tmp.defer(() => db.close());
-  return db;
-}
-
 /** A handle on a file that already has a table with two rows, not holding the lease. */
 async function seeded(extra: Partial<OpenOptions> = {}): Promise<HADatabase> {
-  const db = await openHA(extra);
+  const db = await openHA(tmp, extra, 'ha.db');
   await db.acquire();
   db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a'), ('b')");
   await db.release();
@@ -279,7 +274,7 @@ describe('db.read(fn, { consistency })', () => {
 
   test('sees another handle’s acknowledged writes (freshness, H4)', async () => {
     const a = await seeded();
-    const b = await openHA();
+    const b = await openHA(tmp, {}, 'ha.db');
     expect(await b.read((c) => c.prepare('SELECT count(*) FROM t').pluck().get())).toBe(2);
     await a.write((c) => c.prepare("INSERT INTO t (v) VALUES ('c')").run());
     expect(await b.read((c) => c.prepare('SELECT count(*) FROM t').pluck().get(), { consistency: 'linearizable' })).toBe(3);

@@ -6,16 +6,11 @@
  */
 import Database from 'better-sqlite3';
 import * as fs from 'fs';
-import { HADatabase, NotLeaseHolderError, open, OpenOptions, UnsafeStorageError } from '../../src';
+import { HADatabase, NotLeaseHolderError, UnsafeStorageError } from '../../src';
+import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
-
-async function openHA(extra: Partial<OpenOptions> = {}): Promise<HADatabase> {
-  const db = await open(tmp.file(), { coordinator: { kind: 'lockfile' }, acquireTimeoutMs: 3000, ...extra });
-  tmp.defer(() => db.close());
-  return db;
-}
 
 function unsafe(fn: () => unknown): UnsafeStorageError {
   let caught: unknown = null;
@@ -56,7 +51,7 @@ const SET_PINNED = [
 
 describe('pinned pragmas (H1)', () => {
   test.each(SET_PINNED)("pragma('%s') → UnsafeStorageError, with and without the lease", async (source) => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     const e = unsafe(() => db.pragma(source));
     expect(e.message).toMatch(/pinned/);
     await db.acquire();
@@ -69,7 +64,7 @@ describe('pinned pragmas (H1)', () => {
     'pragma main.synchronous = 0',
     'PRAGMA locking_mode(EXCLUSIVE)',
   ])('%p through exec() and prepare() → UnsafeStorageError', async (sql) => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     unsafe(() => db.exec(sql));
     unsafe(() => db.exec(`CREATE TABLE t (x); ${sql}`));
@@ -79,7 +74,7 @@ describe('pinned pragmas (H1)', () => {
   });
 
   test('journal_mode reads: truncate on the read-write connection, the read-only connection’s own default without the lease', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     // Without the lease the read-only connection answers. journal_mode is per connection and the
     // read-only one is never set (it never writes a journal), so it reports SQLite's default.
     expect(db.pragma('journal_mode', { simple: true })).toBe('delete');
@@ -96,7 +91,7 @@ describe('pinned pragmas (H1)', () => {
   });
 
   test("journalMode: 'PERSIST' is what the read-write connection uses", async () => {
-    const db = await openHA({ journalMode: 'PERSIST' });
+    const db = await openHA(tmp, { journalMode: 'PERSIST' });
     await db.acquire();
     expect(db.pragma('journal_mode', { simple: true })).toBe('persist');
     db.exec('CREATE TABLE t (x)');
@@ -116,7 +111,7 @@ describe('pinned pragmas (H1)', () => {
     'synchronous /* off */ = 0',
     '[locking_mode] = EXCLUSIVE',
   ])("disguised pragma('%s') is refused and changes nothing", async (source) => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
     let caught: unknown = null;
@@ -139,7 +134,7 @@ describe('pinned pragmas (H1)', () => {
     "PRAGMA 'synchronous' = 0",
     "PRAGMA 'locking_mode' = EXCLUSIVE",
   ])('disguised prepare(%p).run() is refused and changes nothing', async (sql) => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     let caught: unknown = null;
     try {
@@ -155,7 +150,7 @@ describe('pinned pragmas (H1)', () => {
 
 describe('pragmas that write the file (H2)', () => {
   test('user_version: NotLeaseHolderError without the lease; fenced write with it', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     expect(() => db.pragma('user_version = 1')).toThrow(NotLeaseHolderError);
     expect(() => db.prepare('PRAGMA user_version = 1').run()).toThrow(NotLeaseHolderError);
     await db.acquire();
@@ -173,14 +168,14 @@ describe('pragmas that write the file (H2)', () => {
   });
 
   test('non-string source is a TypeError, as in better-sqlite3', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     expect(() => db.pragma(42 as any)).toThrow(TypeError);
   });
 });
 
 describe('per-connection pragmas follow the handle', () => {
   test('foreign_keys set without the lease applies to the read-write connection opened later', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     db.pragma('foreign_keys = ON');
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
     await db.acquire();
@@ -195,7 +190,7 @@ describe('per-connection pragmas follow the handle', () => {
   });
 
   test('cache_size set while holding stays on the read-only connection after release', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     db.pragma('cache_size = -1234');
     expect(db.pragma('cache_size', { simple: true })).toBe(-1234);

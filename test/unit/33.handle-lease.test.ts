@@ -5,17 +5,12 @@
  */
 import Database from 'better-sqlite3';
 import * as fs from 'fs';
-import { AcquireTimeoutError, ClosedError, HADatabase, open, OpenOptions } from '../../src';
+import { AcquireTimeoutError, ClosedError } from '../../src';
 import { readMeta } from '../../src/storage/meta';
+import { openHA } from '../helpers/handle';
 import { useTmpDir, waitUntil } from '../helpers/tmp';
 
 const tmp = useTmpDir();
-
-async function openHA(extra: Partial<OpenOptions> = {}): Promise<HADatabase> {
-  const db = await open(tmp.file(), { coordinator: { kind: 'lockfile' }, acquireTimeoutMs: 3000, ...extra });
-  tmp.defer(() => db.close());
-  return db;
-}
 
 function storedMeta(): { fence: number; txid: number } {
   const c = new Database(tmp.file(), { readonly: true });
@@ -39,7 +34,7 @@ function closedError(fn: () => unknown): void {
 
 describe('lease events and status', () => {
   test('acquired and released fire with the fence; lease status follows', async () => {
-    const db = await openHA({ nodeId: 'node-x' });
+    const db = await openHA(tmp, { nodeId: 'node-x' });
     const events: [string, unknown][] = [];
     db.on('acquired', (e) => events.push(['acquired', e]));
     db.on('released', (e) => events.push(['released', e]));
@@ -58,14 +53,14 @@ describe('lease events and status', () => {
     // After letting go, this node no longer knows who holds the lease.
     expect(db.lease.toJSON()).toEqual({ held: false, fence: null, expiresInMs: null, holder: null });
     // released for real: another handle takes it without waiting
-    const other = await openHA({ acquireTimeoutMs: 100 });
+    const other = await openHA(tmp, { acquireTimeoutMs: 100 });
     await other.acquire();
     expect(other.lease.fence).toBeGreaterThan(fence);
   });
 
   test('fence tokens strictly increase across acquisitions and handles, and are stored in the file', async () => {
-    const a = await openHA();
-    const b = await openHA();
+    const a = await openHA(tmp);
+    const b = await openHA(tmp);
     const fences: number[] = [];
     const seen: number[] = [];
     a.on('acquired', (e) => seen.push(e.fence));
@@ -84,18 +79,18 @@ describe('lease events and status', () => {
   });
 
   test('the fence counter survives handles closing: a new handle continues above it', async () => {
-    const a = await openHA();
+    const a = await openHA(tmp);
     await a.acquire();
     const first = a.lease.fence!;
     await a.close();
-    const b = await openHA();
+    const b = await openHA(tmp);
     await b.acquire();
     expect(b.lease.fence).toBeGreaterThan(first);
   });
 
   test('a second handle cannot take a held lease: AcquireTimeoutError naming the holder', async () => {
-    const a = await openHA({ nodeId: 'holder-a' });
-    const b = await openHA({ nodeId: 'b', acquireTimeoutMs: 150 });
+    const a = await openHA(tmp, { nodeId: 'holder-a' });
+    const b = await openHA(tmp, { nodeId: 'b', acquireTimeoutMs: 150 });
     await a.acquire();
     const started = Date.now();
     const err = await b.acquire().catch((e) => e);
@@ -110,7 +105,7 @@ describe('lease events and status', () => {
 
 describe('idle release', () => {
   test('after a write and idleReleaseMs of quiet the lease is released', async () => {
-    const db = await openHA({ idleReleaseMs: 150 });
+    const db = await openHA(tmp, { idleReleaseMs: 150 });
     const released: unknown[] = [];
     db.on('released', (e) => released.push(e));
     await db.write((c) => c.exec('CREATE TABLE t (x)'));
@@ -134,8 +129,8 @@ describe('idle release', () => {
   });
 
   test('a writer waiting in another handle gets the lease once the holder goes idle', async () => {
-    const a = await openHA({ idleReleaseMs: 100 });
-    const b = await openHA({ idleReleaseMs: 100 });
+    const a = await openHA(tmp, { idleReleaseMs: 100 });
+    const b = await openHA(tmp, { idleReleaseMs: 100 });
     await a.write((c) => c.exec('CREATE TABLE t (who)'));
     const started = Date.now();
     await b.write((c) => c.prepare("INSERT INTO t VALUES ('b')").run());
@@ -148,8 +143,8 @@ describe('idle release', () => {
 
 describe('close()', () => {
   test('releases the lease and a second handle can then write at once', async () => {
-    const a = await openHA();
-    const b = await openHA({ acquireTimeoutMs: 500 });
+    const a = await openHA(tmp);
+    const b = await openHA(tmp, { acquireTimeoutMs: 500 });
     await a.write((c) => c.exec('CREATE TABLE t (x)'));
     const fenceA = a.lease.fence!;
     const released: unknown[] = [];
@@ -164,13 +159,13 @@ describe('close()', () => {
   });
 
   test('is idempotent', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.close();
     await expect(db.close()).resolves.toBeUndefined();
   });
 
   test('use after close → ClosedError', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
     await db.release();
@@ -193,7 +188,7 @@ describe('close()', () => {
   // read-only connection and better-sqlite3's TypeError "The database connection is not open"
   // escapes instead of ClosedError. Fix: assertOpen() at the top of currentConnection().
   test('use after close of a statement prepared while holding the lease → ClosedError', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp);
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
     const read = db.prepare('SELECT count(*) FROM t');

@@ -5,7 +5,6 @@
  * deadline passed (H6). The database file is real; only the coordinator is scripted.
  */
 import Database from 'better-sqlite3';
-import { EventEmitter } from 'events';
 import type { CommitRecord } from '../../src/coordinator/types';
 import { HADatabase } from '../../src/handle/database';
 import { FencedError, LeaseLostError, NotLeaseHolderError, StaleViewError } from '../../src/errors';
@@ -14,62 +13,10 @@ import { prepareFile } from '../../src/storage/connection';
 import { readMeta } from '../../src/storage/meta';
 import { FencedTransactions } from '../../src/txn/fenced';
 import { holdWriteLock } from '../helpers/lock-holder';
+import { ScriptedCoordinator, ScriptedLease } from '../helpers/scripted-coordinator';
 import { useTmpDir, waitUntil } from '../helpers/tmp';
 
 const tmp = useTmpDir();
-
-class ScriptedLease extends EventEmitter {
-  commitDeadline = Number.MAX_SAFE_INTEGER;
-  expiresAt = Date.now() + 60_000;
-  valid = true;
-  hasWaiters = false;
-  cleanHandover = true;
-  published: CommitRecord[] = [];
-  events: [string, string][] = [];
-  abandoned: Error[] = [];
-  constructor(readonly fence: number, readonly commitAtAcquire: CommitRecord | null) {
-    super();
-  }
-  async publishCommit(record: CommitRecord): Promise<boolean> {
-    this.published.push(record);
-    return this.valid;
-  }
-  async closeGate(): Promise<void> {}
-  async openGate(): Promise<void> {}
-  reportEvent(kind: string, detail: string): void {
-    this.events.push([kind, detail]);
-  }
-  async release(): Promise<void> {
-    this.valid = false;
-  }
-  async abandon(reason: Error): Promise<void> {
-    this.abandoned.push(reason);
-    this.valid = false;
-  }
-}
-
-/** Hands out leases with the fences it is told to, and answers readCommit with `commit`. */
-class ScriptedCoordinator {
-  readonly kind = 'lockfile' as const;
-  leases: ScriptedLease[] = [];
-  nextFence = 1;
-  commit: CommitRecord | null = null;
-  async acquire(): Promise<ScriptedLease> {
-    const lease = new ScriptedLease(this.nextFence++, this.commit);
-    this.leases.push(lease);
-    return lease;
-  }
-  async readCommit(): Promise<CommitRecord | null> {
-    return this.commit;
-  }
-  async currentHolder(): Promise<string | null> {
-    return null;
-  }
-  async close(): Promise<void> {}
-  get last(): ScriptedLease {
-    return this.leases[this.leases.length - 1];
-  }
-}
 
 function openScripted(options: Record<string, unknown> = {}): { db: HADatabase; coord: ScriptedCoordinator } {
   const opts = resolveOptions(tmp.file(), {
@@ -77,7 +24,7 @@ function openScripted(options: Record<string, unknown> = {}): { db: HADatabase; 
   });
   prepareFile(opts.path);
   const coord = new ScriptedCoordinator();
-  const db = new HADatabase(opts, coord as any, 'trusted');
+  const db = new HADatabase(opts, coord, 'trusted');
   tmp.defer(() => db.close());
   return { db, coord };
 }
@@ -96,7 +43,7 @@ function newerHolderTakesOver(fence: number): void {
   const c = new Database(tmp.file());
   try {
     c.pragma('journal_mode = TRUNCATE');
-    new FencedTransactions(c, new ScriptedLease(fence, null) as any, { onLeaseGone: () => undefined }, 1000);
+    new FencedTransactions(c, new ScriptedLease(fence, null), { onLeaseGone: () => undefined }, 1000);
   } finally {
     c.close();
   }
