@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { InvalidOptionError, SqliteHaError } from '../../src/errors';
 import { DEFAULTS, resolveOptions } from '../../src/options';
+import { etcdClientOptions } from '../../src/coordinator/etcd/client';
 
 const ETCD = { kind: 'etcd', endpoints: ['http://127.0.0.1:2379'] };
 const LOCKFILE = { kind: 'lockfile' };
@@ -246,5 +247,33 @@ describe('identity', () => {
 
   test.each([[''], ['n'.repeat(257)], [12]])('nodeId %p is refused', (nodeId) => {
     expect(invalid('/tmp/a.db', { coordinator: ETCD, nodeId }).option).toBe('nodeId');
+  });
+});
+
+describe('etcd TLS options reach the one client factory intact', () => {
+
+  test('a client certificate without a CA resolves ca to null and the client gets no root certificate (system roots)', () => {
+    const r = resolveOptions('/tmp/a.db', { coordinator: { ...ETCD, tls: { cert: 'CERT', key: Buffer.from('KEY') } } });
+    expect(r.coordinator.kind === 'etcd' && r.coordinator.tls).toEqual({ ca: null, cert: Buffer.from('CERT'), key: Buffer.from('KEY') });
+    if (r.coordinator.kind !== 'etcd') throw new Error('etcd expected');
+    const creds = etcdClientOptions(r.coordinator, 1000).credentials!;
+    // An empty buffer here would make gRPC trust no root at all.
+    expect(creds.rootCertificate).toBeUndefined();
+    expect([creds.certChain, creds.privateKey]).toEqual([Buffer.from('CERT'), Buffer.from('KEY')]);
+  });
+
+  test('a CA given as a string reaches the client as its bytes; no tls means no credentials', () => {
+    const r = resolveOptions('/tmp/a.db', { coordinator: { ...ETCD, tls: { ca: 'CA PEM' } } });
+    if (r.coordinator.kind !== 'etcd') throw new Error('etcd expected');
+    expect(etcdClientOptions(r.coordinator, 1000).credentials!.rootCertificate).toEqual(Buffer.from('CA PEM'));
+    const plain = resolveOptions('/tmp/a.db', { coordinator: ETCD });
+    if (plain.coordinator.kind !== 'etcd') throw new Error('etcd expected');
+    expect(etcdClientOptions(plain.coordinator, 1000).credentials).toBeUndefined();
+  });
+
+  test('a TLS part that is neither a string nor a Buffer is refused without echoing it', () => {
+    const e = invalid('/tmp/a.db', { coordinator: { ...ETCD, tls: { key: 12345 } } });
+    expect(e.option).toBe('coordinator.tls.key');
+    expect(e.message).not.toContain('12345');
   });
 });

@@ -19,6 +19,11 @@ export interface EtcdConnection {
 
 /** A client whose unary calls all carry a deadline of `rpcTimeoutMs`; streams (watch, keep-alive) do not. */
 export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3 {
+  return new Etcd3(etcdClientOptions(c, rpcTimeoutMs));
+}
+
+/** The etcd3 options createEtcdClient() uses (separate so that tests can inspect them). */
+export function etcdClientOptions(c: EtcdConnection, rpcTimeoutMs: number): IOptions {
   const options: IOptions = {
     hosts: [...c.endpoints],
     dialTimeout: rpcTimeoutMs,
@@ -49,7 +54,7 @@ export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3
       certChain: c.tls.cert ?? undefined,
     };
   }
-  return new Etcd3(options);
+  return options;
 }
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
