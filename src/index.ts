@@ -13,3 +13,7 @@ export {
   StaleViewError, ClosedError,
 } from './errors';
 export type { CommitRecord, LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';
+export { serve } from './serve';
+export type { ServeHandle } from './serve';
+export type { ServeOptions, WritesMode } from './options';
+export { ServeError } from './errors';
