@@ -105,23 +105,70 @@ export interface Rewritten {
 }
 
 /**
- * Rewrites `?NNN` (and bare `?` mixed with them, numbered as SQLite numbers them) into `@_pNNN`
- * names. Returns null when the text has no numbered parameter.
+ * Rewrites `?NNN` (and bare `?` mixed with them) into names, numbering as SQLite does: left to
+ * right, a named parameter takes the next free number, `?NNN` names a number, and a `?NNN` whose
+ * number a named parameter already took is that parameter (`:b, ?1` are one slot). Returns null
+ * when the text has no numbered parameter.
  */
 export function rewriteNumbered(sql: string): Rewritten | null {
   if (!/\?\d/.test(sql)) return null;
   const pieces = scan(sql);
   if (!pieces.some((p) => p.kind === 'param' && /^\?\d/.test(p.text))) return null;
   let max = 0;
+  const named = new Map<string, number>();
+  const slotName = new Map<number, string>();
   const names = new Map<string, number>();
   const text = pieces.map((p) => {
-    if (p.kind !== 'param' || p.text[0] !== '?') return p.text;
+    if (p.kind !== 'param') return p.text;
+    if (p.text[0] !== '?') {
+      if (!named.has(p.text)) {
+        named.set(p.text, ++max);
+        slotName.set(max, p.text);
+      }
+      return p.text;
+    }
     const n = p.text.length > 1 ? Number(p.text.slice(1)) : max + 1;
     max = Math.max(max, n);
+    const alias = slotName.get(n);
+    if (alias) return alias;
     names.set(`_p${n}`, n - 1);
     return `@_p${n}`;
   });
   return { sql: text.join(''), names };
+}
+
+/**
+ * Splits a `sequence` into statements at semicolons outside quotes and comments, keeping the
+ * body of CREATE TRIGGER … BEGIN … END together.
+ */
+export function splitStatements(sql: string): string[] {
+  const out: string[] = [];
+  let current = '';
+  let inTrigger = false;
+  for (const p of scan(sql)) {
+    if (p.kind !== 'code') {
+      current += p.text;
+      continue;
+    }
+    let rest = p.text;
+    for (;;) {
+      const i = rest.indexOf(';');
+      if (i < 0) {
+        current += rest;
+        break;
+      }
+      current += rest.slice(0, i + 1);
+      rest = rest.slice(i + 1);
+      const code = current.replace(/\s+/g, ' ');
+      if (!inTrigger && /^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?TRIGGER\b/i.test(code)) inTrigger = true;
+      if (inTrigger && !/\bEND\s*;\s*$/i.test(code)) continue;
+      inTrigger = false;
+      if (current.replace(/;/g, '').trim()) out.push(current.trim());
+      current = '';
+    }
+  }
+  if (current.trim() && scan(current).some((p) => p.kind !== 'quoted' && p.text.trim())) out.push(current.trim());
+  return out;
 }
 
 /** Parameter names as Hrana's describe reports them: index i is parameter i + 1, `?` is null. */

@@ -12,7 +12,7 @@ import type { ResolvedServeOptions } from '../options';
 import type {
   BatchResult, ProtoBatchStep, ProtoCond, ProtoError, ProtoStmt, StmtResult, StreamRequest, StreamResponse,
 } from './protocol';
-import { parameterNames, stripOuterTransaction, TxnControl, txnControl } from './sql';
+import { parameterNames, splitStatements, stripOuterTransaction, TxnControl, txnControl } from './sql';
 import { isReadOnly, Preparer, runSequence, runStmt, toProtoError } from './statements';
 import type { WriteGate } from './write-gate';
 
@@ -265,24 +265,21 @@ export class Stream {
 
   // ---- sequences and describe ------------------------------------------------------------
 
+  /**
+   * A `sequence`: its statements one by one on this stream, as if sent one at a time (an error
+   * stops it; earlier autocommit statements stay, an open transaction stays open). A sequence
+   * wrapped in BEGIN … COMMIT on an idle stream runs as one db.write() (any locks mode).
+   */
   private async runSequenceReq(sql: string, consistency: Consistency): Promise<void> {
-    const { db } = this.ctx;
-    const state = this.state;
-    switch (state.kind) {
-      case 'idle': {
-        const { body } = stripOuterTransaction(sql);
+    if (this.state.kind === 'idle') {
+      const { body, wrapped } = stripOuterTransaction(sql);
+      if (wrapped && !splitStatements(body).some((t) => txnControl(t))) {
         await this.autocommitWrite((conn) => runSequence(conn, body));
-        void consistency;
         return;
       }
-      case 'read':
-        runSequence(state.conn, sql);
-        return;
-      case 'write':
-        this.inWrite(state, null, () => runSequence(db, sql));
-        return;
-      case 'failed':
-        throw state.error;
+    }
+    for (const text of splitStatements(sql)) {
+      await this.runOne({ sql: text, args: [], named_args: [], want_rows: false }, consistency);
     }
   }
 

@@ -170,12 +170,16 @@ test('errors carry SQLite codes; sqlite-ha refusals carry their own', async () =
   await expect(c.execute('COMMIT')).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
 });
 
-test('executeMultiple runs a sequence in one fenced transaction', async () => {
+test('executeMultiple: statements in order, an error stops the rest; BEGIN … COMMIT inside is one transaction', async () => {
   const { c } = await setup();
   await c.executeMultiple("CREATE TABLE m (x); INSERT INTO m VALUES (1); INSERT INTO m VALUES (2);");
   expect((await c.execute('SELECT sum(x) AS s FROM m')).rows[0].s).toBe(3);
-  await expect(c.executeMultiple('INSERT INTO m VALUES (3); INSERT INTO nope VALUES (1);')).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
-  expect((await c.execute('SELECT count(*) AS n FROM m')).rows[0].n).toBe(2); // all or nothing
+  await expect(c.executeMultiple('INSERT INTO m VALUES (4); INSERT INTO nope VALUES (1); INSERT INTO m VALUES (8);')).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+  expect((await c.execute('SELECT sum(x) AS s FROM m')).rows[0].s).toBe(7); // 4 stayed, 8 never ran
+  await expect(c.executeMultiple('INSERT INTO m VALUES (16); BEGIN; INSERT INTO m VALUES (32); INSERT INTO nope VALUES (1); COMMIT;')).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+  expect((await c.execute('SELECT sum(x) AS s FROM m')).rows[0].s).toBe(23); // the open transaction was rolled back
+  await c.executeMultiple("CREATE TRIGGER tr AFTER INSERT ON m BEGIN INSERT INTO t (v) VALUES ('trig;' || new.x); END; INSERT INTO m VALUES (64);");
+  expect((await c.execute('SELECT v FROM t')).rows.map((r) => r.v)).toEqual(['trig;64']);
 });
 
 test('a raw stream: baton single use, stored SQL, describe, get_autocommit', async () => {

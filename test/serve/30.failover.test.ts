@@ -35,7 +35,11 @@ async function runFailover(writes: 'local' | 'forward'): Promise<void> {
   const db = path.join(dir, `${writes}.db`);
   const prefix = `/failover-${writes}`;
   const nodes: ServeNode[] = [];
-  for (const id of ['n1', 'n2', 'n3']) nodes.push(await startServeNode(db, etcd.cluster().endpoints, prefix, id, ['--writes', writes]));
+    // A lease wait shorter than the TTL: writes during the failover window are refused
+  // (AcquireTimeoutError, nothing written), so the check that refused writes are absent has work.
+  for (const id of ['n1', 'n2', 'n3']) {
+    nodes.push(await startServeNode(db, etcd.cluster().endpoints, prefix, id, ['--writes', writes, '--acquire-timeout-ms', '1000']));
+  }
   const setup = createClient({ url: nodes[0].url });
   await setup.execute('CREATE TABLE log (seq INTEGER, writer INTEGER, kind TEXT)'); // no UNIQUE: doubles would show
   setup.close();
@@ -118,6 +122,7 @@ async function runFailover(writes: 'local' | 'forward'): Promise<void> {
   expect(unknown.filter((s) => (count.get(s) ?? 0) > 1)).toEqual([]); // unknown ones at most once
   expect([...count.keys()].filter((s) => !outcomes.has(s))).toEqual([]); // nothing appeared from nowhere
   expect(ackedAfterKill).toBeGreaterThanOrEqual(30); // writes resumed on the survivors
+  expect(failed.length).toBeGreaterThan(0); // and some were refused meanwhile
   // The survivors report a new holder among them.
   const h = await healthOf(nodes.find((n) => n !== victim)!.url);
   expect(h?.status).toBe(200);

@@ -18,7 +18,7 @@ export async function startServeNode(
 ): Promise<ServeNode> {
   const proc = startProc(process.execPath, [
     CLI, 'serve', db, '--endpoints', endpoints.join(','), '--prefix', prefix, '--listen', '127.0.0.1:0',
-    '--node-id', nodeId, '--lease-ttl-ms', '2000', '--acquire-timeout-ms', '8000', ...extra,
+    '--node-id', nodeId, '--lease-ttl-ms', '2000', ...(extra.includes('--acquire-timeout-ms') ? [] : ['--acquire-timeout-ms', '8000']), ...extra,
   ], cleanEnv(env));
   const line = await waitFor(`${nodeId} listening`, () => {
     if (proc.child.exitCode !== null) throw new Error(`serve ${nodeId} exited ${proc.child.exitCode}: ${proc.stderr}`);
