@@ -132,3 +132,7 @@ async function runFailover(writes: 'local' | 'forward'): Promise<void> {
 test('local writes: the holder is SIGKILLed while six clients write through three nodes', async () => {
   await runFailover('local');
 }, 120000);
+
+test('forwarded writes: the holder is SIGKILLed while clients write through three nodes', async () => {
+  await runFailover('forward');
+}, 120000);
