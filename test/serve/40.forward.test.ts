@@ -49,7 +49,7 @@ test('writes on a non-holder go to the holder; base_url pins an interactive tran
   expect(used.json.results.map((r: { type: string }) => r.type)).toEqual(['ok', 'ok']);
   expect((await ca.execute("SELECT count(*) AS n FROM t WHERE v = 'stored'")).rows[0].n).toBe(1);
   // /health names the holder and its fence on every node.
-  const h = await (await fetch(`${b.server.url}/health`)).json();
+  const h = (await (await fetch(`${b.server.url}/health`)).json()) as { fence: number };
   expect(h).toMatchObject({ ok: true, node: 'b', holder: 'a', holding: false, writes: 'forward' });
   expect(h.fence).toBe(a.db.lease.fence);
 }, 60000);
