@@ -231,6 +231,12 @@ export interface ServeOptions {
   writes?: WritesMode;
   /** URL other nodes and clients use to reach this server (`base_url`). Default: from host and port. */
   advertiseUrl?: string;
+  /**
+   * true: answers name this node in `base_url`, so a stream's next requests come straight here.
+   * false (behind a load balancer): `base_url` stays null and a node that gets another node's
+   * baton relays the request to that node (needs cluster). Default true.
+   */
+  pinStreams?: boolean;
   /** This node in /health and in the address it publishes. Default `${hostname}:${pid}` (use open()'s nodeId). */
   nodeId?: string;
   /** Where serving nodes publish their addresses (needed by 'forward'): the db's etcd settings and name. */
@@ -256,6 +262,7 @@ export interface ResolvedServeOptions {
   readonly authToken: string | null;
   readonly writes: WritesMode;
   readonly advertiseUrl: string | null;
+  readonly pinStreams: boolean;
   readonly nodeId: string;
   readonly cluster: { coordinator: EtcdCoordinatorOptions; name: string } | null;
   readonly maxBodyBytes: number;
@@ -279,7 +286,7 @@ export const SERVE_DEFAULTS = {
 };
 
 const SERVE_KEYS = [
-  'host', 'port', 'tls', 'authToken', 'writes', 'advertiseUrl', 'nodeId', 'cluster', 'maxBodyBytes', 'maxRows',
+  'host', 'port', 'tls', 'authToken', 'writes', 'advertiseUrl', 'pinStreams', 'nodeId', 'cluster', 'maxBodyBytes', 'maxRows',
   'maxStreams', 'streamIdleMs', 'txnWaitMs', 'forwardTimeoutMs',
 ];
 
@@ -330,6 +337,11 @@ export function resolveServeOptions(options: unknown): ResolvedServeOptions {
   if (typeof nodeId !== 'string' || nodeId.length === 0 || nodeId.length > 256) {
     throw new InvalidOptionError('nodeId', nodeId, 'a non-empty string of at most 256 characters');
   }
+  const pinStreams = o.pinStreams ?? true;
+  if (typeof pinStreams !== 'boolean') throw new InvalidOptionError('pinStreams', pinStreams, 'true or false');
+  if (!pinStreams && !cluster) {
+    throw new InvalidOptionError('pinStreams', pinStreams, 'true, or give cluster (nodes relay each other\'s streams through etcd addresses)');
+  }
   if (writes === 'forward' && !cluster) {
     throw new InvalidOptionError('writes', writes, "'local', or give cluster (the etcd settings) for 'forward'");
   }
@@ -340,6 +352,7 @@ export function resolveServeOptions(options: unknown): ResolvedServeOptions {
     authToken: o.authToken ?? null,
     writes,
     advertiseUrl: advertiseUrl ? advertiseUrl.replace(/\/$/, '') : null,
+    pinStreams,
     nodeId,
     cluster,
     maxBodyBytes: count('maxBodyBytes', SERVE_DEFAULTS.maxBodyBytes, 1024, 1024 * 1024 * 1024),

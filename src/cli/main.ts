@@ -128,6 +128,7 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--writes <mode>', 'local: this node takes the lease to write; forward: send writes to the holder', 'local')
     .option('--advertise-url <url>', "this node's URL for other nodes and for base_url (default: from --listen)")
+    .option('--no-pin-streams', 'behind a load balancer: leave base_url empty; nodes relay requests for each other\'s streams')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); --cert/--key are the etcd client TLS flags')
     .option('--tls-key <file>', 'private key (PEM) for --tls-cert')
     .addOption(new Option('--auth-token-file <file>', 'file holding the bearer token clients must send (or SQLITE_HA_SERVE_TOKEN)').env('SQLITE_HA_SERVE_TOKEN_FILE'))

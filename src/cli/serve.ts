@@ -14,6 +14,7 @@ export interface ServeFlags {
   listen: string;
   writes: string;
   advertiseUrl?: string;
+  pinStreams: boolean;
   tlsCert?: string;
   tlsKey?: string;
   authTokenFile?: string;
@@ -96,6 +97,7 @@ export async function runServe(
     ...(token ? { authToken: token } : {}),
     ...(flags.tlsCert ? { tls: { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } } : {}),
     ...(flags.advertiseUrl ? { advertiseUrl: flags.advertiseUrl } : {}),
+    ...(flags.pinStreams === false ? { pinStreams: false } : {}),
     ...(flags.coordinator === 'etcd' ? { cluster: { coordinator: etcd, name } } : {}),
     ...(flags.maxBodyBytes !== undefined ? { maxBodyBytes: flags.maxBodyBytes } : {}),
     ...(flags.maxRows !== undefined ? { maxRows: flags.maxRows } : {}),

@@ -61,6 +61,19 @@ export class Directory {
     return { node, fence: Number(first.create_revision), url };
   }
 
+  /** The address of the serving node whose baton tag is `tag` (see streams.ts), or null. */
+  async urlOfTag(tag: string, tagOf: (node: string) => string): Promise<string | null> {
+    const prefix = this.keys.serve('').replace(/\/$/, '/');
+    const res = await etcdCall('serve addresses read', () =>
+      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }),
+    );
+    for (const kv of res.kvs) {
+      const rec = parseJson<ServeRecord>(kv.value);
+      if (rec && tagOf(rec.node) === tag) return rec.url;
+    }
+    return null;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const lease = this.lease;

@@ -43,14 +43,22 @@ export class Forwarder {
     if (!Array.isArray(parsed.results) || parsed.results.length !== carried.length + requests.length) {
       throw new ServeError('SQLITE_HA_FORWARD_FAILED', `the lease holder at ${baseUrl} sent a malformed answer`, { httpStatus: 502 });
     }
-    return {
-      baton: parsed.baton ?? null,
-      base_url: parsed.baton ? (parsed.base_url ?? baseUrl) : null,
-      results: parsed.results.slice(carried.length),
-    };
+    // The holder decides base_url: its own URL when it pins streams, null behind a load balancer.
+    return { baton: parsed.baton ?? null, base_url: parsed.base_url ?? null, results: parsed.results.slice(carried.length) };
   }
 
-  private post(url: URL, body: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  /** Sends a request for another node's stream to that node, as it came; returns its answer. */
+  async relay(baseUrl: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
+    // Not marked as forwarded: the owner may still send the stream's first write on to the holder.
+    const res = await this.post(new URL('v2/pipeline', baseUrl + '/'), JSON.stringify(body), headers, false);
+    try {
+      return { status: res.status, body: JSON.parse(res.body) };
+    } catch {
+      throw new ServeError('SQLITE_HA_FORWARD_FAILED', `the node at ${baseUrl} sent a malformed answer`, { httpStatus: 502 });
+    }
+  }
+
+  private post(url: URL, body: string, headers: Record<string, string>, mark = true): Promise<{ status: number; body: string }> {
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       let delivered = false;
@@ -61,7 +69,7 @@ export class Forwarder {
           ...headers,
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(body),
-          [FORWARDED_HEADER]: encodeURIComponent(this.fromNode),
+          ...(mark ? { [FORWARDED_HEADER]: encodeURIComponent(this.fromNode) } : {}),
         },
         timeout: this.timeoutMs,
       }, (res) => {

@@ -50,7 +50,7 @@ export async function serve(db: HADatabase, options: ServeOptions = {}): Promise
     },
   };
   const registry = new StreamRegistry(ctx);
-  const deps: PipelineDeps = { ctx, registry, selfUrl: '', forward: null };
+  const deps: PipelineDeps = { ctx, registry, selfUrl: '', forward: null, relay: null };
   let directory: Directory | null = null;
   const server = createHttpServer(opts, {
     pipeline: (body, consistency, headers, forwarded) => handlePipeline(deps, body, consistency, headers, forwarded),
@@ -74,10 +74,9 @@ export async function serve(db: HADatabase, options: ServeOptions = {}): Promise
     if (opts.cluster) {
       directory = new Directory(opts.cluster.coordinator, opts.cluster.name, opts.nodeId, { url, writes: opts.writes });
       await directory.publish();
-      if (opts.writes === 'forward') {
-        forwarder = new Forwarder(opts.forwardTimeoutMs, opts.nodeId);
-        deps.forward = { directory, forwarder };
-      }
+      forwarder = new Forwarder(opts.forwardTimeoutMs, opts.nodeId);
+      deps.relay = { directory, forwarder };
+      if (opts.writes === 'forward') deps.forward = { directory, forwarder };
     }
   } catch (err) {
     await stop();

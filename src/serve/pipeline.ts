@@ -8,7 +8,7 @@ import { Forwarder, NotDelivered } from './forward';
 import { parsePipeline, PipelineResponse, StreamRequest } from './protocol';
 import { txnControl } from './sql';
 import type { Consistency, Stream, StreamContext } from './stream';
-import type { StreamRegistry } from './streams';
+import { nodeTag, StreamRegistry, tagOfBaton } from './streams';
 
 export interface PipelineDeps {
   ctx: StreamContext;
@@ -17,6 +17,8 @@ export interface PipelineDeps {
   selfUrl: string;
   /** Set in --writes forward. */
   forward: { directory: Directory; forwarder: Forwarder } | null;
+  /** Set when the node knows the cluster: relays requests for other nodes' streams to them. */
+  relay: { directory: Directory; forwarder: Forwarder } | null;
 }
 
 export async function handlePipeline(
@@ -24,6 +26,8 @@ export async function handlePipeline(
 ): Promise<PipelineResponse> {
   const req = parsePipeline(body);
   const { registry } = deps;
+  const owner = req.baton === null ? null : tagOfBaton(req.baton);
+  if (owner !== null && owner !== registry.tag && deps.relay && !forwarded) return relayToOwner(deps, owner, body, headers);
   const stream = req.baton === null ? registry.create() : registry.take(req.baton);
   let closed = false;
   try {
@@ -52,13 +56,38 @@ export async function handlePipeline(
       results.push(out.ok ? { type: 'ok' as const, response: out.response } : { type: 'error' as const, error: out.error });
     }
     if (closed) return { baton: null, base_url: null, results };
-    return { baton: registry.park(stream), base_url: deps.selfUrl, results };
+    return { baton: registry.park(stream), base_url: deps.ctx.opts.pinStreams ? deps.selfUrl : null, results };
   } catch (err) {
     closed = true;
     throw err;
   } finally {
     if (closed) registry.discard(stream);
   }
+}
+
+/**
+ * Another node's baton (a client behind a load balancer): send the request to that node. If the
+ * node is gone, so is its stream: STREAM_EXPIRED, as for any stream that ended.
+ */
+async function relayToOwner(deps: PipelineDeps, tag: string, body: unknown, headers: Record<string, string>): Promise<PipelineResponse> {
+  const { directory, forwarder } = deps.relay!;
+  const url = await directory.urlOfTag(tag, nodeTag).catch((err) => {
+    throw new ServeError('SQLITE_HA_COORDINATOR_UNAVAILABLE', `cannot find the node that owns this stream: ${(err as Error).message}`, { httpStatus: 503 });
+  });
+  const expired = (why: string) => new ServeError('STREAM_EXPIRED', `the stream's node ${why}; its transaction, if any, did not commit`, { httpStatus: 400 });
+  if (!url) throw expired('no longer serves');
+  let answer;
+  try {
+    answer = await forwarder.relay(url, body, headers);
+  } catch (err) {
+    if (err instanceof NotDelivered) throw expired(`at ${url} is unreachable`);
+    throw err;
+  }
+  if (answer.status !== 200) {
+    const b = answer.body as { message?: string; code?: string };
+    throw new ServeError(b.code ?? 'SQLITE_HA_FORWARD_FAILED', b.message ?? `the stream's node answered HTTP ${answer.status}`, { httpStatus: answer.status });
+  }
+  return answer.body as PipelineResponse;
 }
 
 /** The holder's URL when another serving node holds the lease; null to run here. */

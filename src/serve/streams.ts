@@ -1,9 +1,10 @@
 /**
- * The streams this node owns, by baton. A baton is 24 random bytes (crypto), used once: taking a
+ * The streams this node owns, by baton. A baton is `<owner tag>.<24 random bytes>` (crypto; the
+ * tag names the owning node, so another node can relay to it), used once: taking a
  * stream removes its baton, and the answer carries a new one. Streams idle past streamIdleMs are
  * closed (their transaction rolled back); at most maxStreams are open.
  */
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import { ServeError } from '../errors';
 import { Stream, StreamContext } from './stream';
 
@@ -12,8 +13,11 @@ export class StreamRegistry {
   private readonly open = new Set<Stream>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly onLeaseGone: (err?: Error) => void;
+  /** This node's part of every baton it hands out. */
+  readonly tag: string;
 
   constructor(private readonly ctx: StreamContext) {
+    this.tag = nodeTag(ctx.opts.nodeId);
     this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, ctx.opts.streamIdleMs / 4)));
     this.sweeper.unref();
     // The library rolled back the open transaction with the lease: fail those streams now and
@@ -56,7 +60,7 @@ export class StreamRegistry {
 
   /** Parks an open stream and returns its next baton. */
   park(s: Stream): string {
-    const baton = randomBytes(24).toString('base64url');
+    const baton = `${this.tag}.${randomBytes(24).toString('base64url')}`;
     s.busy = false;
     s.lastUsedAt = Date.now();
     this.byBaton.set(baton, s);
@@ -87,4 +91,15 @@ export class StreamRegistry {
     this.byBaton.clear();
     for (const s of [...this.open]) this.discard(s);
   }
+}
+
+/** A node's tag in batons: a short hash of its node id (ids may hold any character). */
+export function nodeTag(nodeId: string): string {
+  return createHash('sha256').update(nodeId).digest('base64url').slice(0, 12);
+}
+
+/** The owner tag of a baton, or null when it has none. */
+export function tagOfBaton(baton: string): string | null {
+  const i = baton.indexOf('.');
+  return i > 0 ? baton.slice(0, i) : null;
 }

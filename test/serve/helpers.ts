@@ -11,7 +11,7 @@ export async function startServed(
   file: string, endpoints: string[], prefix: string, serveOpts: ServeOptions = {}, openOpts: Partial<OpenOptions> = {},
 ): Promise<Served> {
   const db = await open(file, {
-    coordinator: { kind: 'etcd', endpoints, prefix }, nodeId: serveOpts.nodeId ?? 'n1', leaseTtlMs: 2000,
+    coordinator: { kind: 'etcd', endpoints, prefix }, nodeId: serveOpts.nodeId ?? 'n1', leaseTtlMs: 5000,
     acquireTimeoutMs: 8000, ...openOpts,
   });
   const server = await serve(db, { port: 0, nodeId: serveOpts.nodeId ?? 'n1', ...serveOpts });
