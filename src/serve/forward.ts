@@ -80,7 +80,7 @@ export class Forwarder {
       });
       req.on('socket', (s) => {
         if (!s.connecting) delivered = true; // a reused keep-alive socket: the bytes may arrive
-        s.once('connect', () => (delivered = true));
+        else s.once('connect', () => (delivered = true));
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {

@@ -154,4 +154,27 @@ describe('npm run demo (short mode)', () => {
     expect(left).not.toContain(`sqlha-demo-${run.pid}-`);
     verifyIndependently(run.summary);
   }, 60000);
+
+  it('--serve: one address in front of three serve nodes, a client writing through it across the SIGKILL', async () => {
+    const run = await runDemo(['--serve', '--duration', '8', '--json', '--keep']);
+    if (run.code !== 0 || !run.summary) {
+      throw new Error(`demo exited ${run.code}\n--- stdout\n${run.stdout.slice(-4000)}\n--- stderr\n${run.stderr.slice(-2000)}`);
+    }
+    const s = run.summary;
+    expect(s).toMatchObject({ ok: true, mode: 'serve', missing: [], doubled: [], failedPresent: [], integrity: 'ok' });
+    expect(s.killed).toMatch(/^serve[123]$/);
+    expect(s.ackedAfterKill).toBeGreaterThan(0);
+    expect(run.stdout).toContain(`SIGKILL ${s.killed} (the lease holder); the client keeps using ${s.address}`);
+    // Independently: the client's own log against the file.
+    const log = fs.readFileSync(path.join(s.workDir, 'logs', 'client.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const db = new Database(s.database, { readonly: true, fileMustExist: true });
+    try {
+      const copies = new Map((db.prepare('SELECT seq, count(*) AS n FROM demo_log GROUP BY seq').all() as { seq: number; n: number }[]).map((r) => [r.seq, r.n]));
+      expect(log.filter((e) => e.outcome === 'acked' && copies.get(e.seq) !== 1)).toEqual([]);
+      expect(log.filter((e) => e.outcome === 'failed' && copies.has(e.seq))).toEqual([]);
+      expect(log.filter((e) => e.outcome === 'acked')).toHaveLength(s.acked);
+    } finally {
+      db.close();
+    }
+  }, 60000);
 });
