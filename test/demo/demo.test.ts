@@ -35,14 +35,14 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Runs the demo to completion (SIGKILLed past RUN_LIMIT_MS); the summary is its last stdout line. */
-function runDemo(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<DemoRun> {
+function runDemo(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), limitMs = RUN_LIMIT_MS): Promise<DemoRun> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [DEMO, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_LIMIT_MS);
+    const timer = setTimeout(() => p.kill('SIGKILL'), limitMs);
     p.on('close', (code) => {
       clearTimeout(timer);
       const last = stdout.trim().split('\n').pop() ?? '';
@@ -156,7 +156,8 @@ describe('npm run demo (short mode)', () => {
   }, 60000);
 
   it('--serve: one address in front of three serve nodes, a client writing through it across the SIGKILL', async () => {
-    const run = await runDemo(['--serve', '--duration', '8', '--json', '--keep']);
+    // Three etcd members and three serve processes start before the 8 s of writes: a longer bound.
+    const run = await runDemo(['--serve', '--duration', '8', '--json', '--keep'], cleanEnv(), 90000);
     if (run.code !== 0 || !run.summary) {
       throw new Error(`demo exited ${run.code}\n--- stdout\n${run.stdout.slice(-4000)}\n--- stderr\n${run.stderr.slice(-2000)}`);
     }
@@ -176,5 +177,5 @@ describe('npm run demo (short mode)', () => {
     } finally {
       db.close();
     }
-  }, 60000);
+  }, 100000);
 });

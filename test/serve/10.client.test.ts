@@ -210,3 +210,19 @@ test('a raw stream: baton single use, stored SQL, describe, get_autocommit', asy
   const closed = await pipeline(s.server.url, { baton: second.json.baton, requests: [{ type: 'close' }] });
   expect(closed.json.baton).toBeNull();
 });
+
+test("lockless mode (locks: 'none'): statements and one-request transactions work; interactive ones are refused clearly", async () => {
+  const s = await startServed(tmp.file(), etcd.cluster().endpoints, `/client-${++n}`, {}, { locks: 'none' });
+  const c = createClient({ url: s.server.url });
+  tmp.defer(() => s.close());
+  tmp.defer(() => c.close());
+  expect(s.db.locks).toBe('none');
+  await c.execute('CREATE TABLE t (v TEXT)');
+  await c.execute("INSERT INTO t VALUES ('a')");
+  await c.batch(["INSERT INTO t VALUES ('b')", "INSERT INTO t VALUES ('c')"], 'write');
+  expect((await c.batch(['SELECT count(*) AS n FROM t'], 'read'))[0].rows[0].n).toBe(3);
+  const tx = await c.transaction('write');
+  await expect(tx.execute("INSERT INTO t VALUES ('d')")).rejects.toMatchObject({ code: 'SQLITE_HA_UNSUPPORTED' });
+  tx.close();
+  expect(fileRows(tmp.file(), 'SELECT v FROM t ORDER BY v')).toEqual([{ v: 'a' }, { v: 'b' }, { v: 'c' }]);
+});
