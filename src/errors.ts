@@ -154,6 +154,19 @@ export class ClosedError extends TypeError {
   }
 }
 
+/**
+ * `sqlite-ha serve`: a request the server refuses or cannot complete, sent to the client as a Hrana
+ * error whose `code` is this one (HRANA_PROTO_ERROR, STREAM_EXPIRED, ...; docs/SERVE.md lists them).
+ * `httpStatus` is set when the whole pipeline fails (the stream is then no longer valid).
+ */
+export class ServeError extends SqliteHaError {
+  readonly httpStatus: number | null;
+  constructor(code: string, message: string, options?: { httpStatus?: number; cause?: unknown }) {
+    super(code, message, options);
+    this.httpStatus = options?.httpStatus ?? null;
+  }
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === undefined) return 'undefined';

@@ -15,3 +15,7 @@ export {
 } from './errors';
 export type { CommitRecord } from './coordinator/types';
 export type { LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';
+export { serve } from './serve';
+export type { ServeHandle } from './serve';
+export type { ServeOptions, WritesMode } from './options';
+export { ServeError } from './errors';

@@ -258,3 +258,153 @@ function rejectUnknown(scope: string, obj: Record<string, unknown>, known: strin
 function isObject(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+// ---- serve(db, options): the Hrana-over-HTTP endpoint (docs/SERVE.md) ---------------------------
+
+/** Where a served stream's writes run: 'local' takes the lease here, 'forward' sends them to the holder. */
+export type WritesMode = 'local' | 'forward';
+
+/** The options of serve(db, options): listener, TLS, auth, write routing and limits (docs/SERVE.md). */
+export interface ServeOptions {
+  /** Address to listen on. Default '127.0.0.1' (never all interfaces unless told). */
+  host?: string;
+  /** TCP port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** PEM contents (not paths) of the server certificate and key: serve HTTPS. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
+  /** Bearer token every request must carry (`Authorization: Bearer …`). Default: no auth. */
+  authToken?: string;
+  /** 'local': this node takes the lease for writes; 'forward': writes go to the holder. Default 'local'. */
+  writes?: WritesMode;
+  /** URL other nodes and clients use to reach this server (`base_url`). Default: from host and port. */
+  advertiseUrl?: string;
+  /**
+   * true: answers name this node in `base_url`, so a stream's next requests come straight here.
+   * false (behind a load balancer): `base_url` stays null and a node that gets another node's
+   * baton relays the request to that node (needs cluster). Default true.
+   */
+  pinStreams?: boolean;
+  /** This node in /health and in the address it publishes. Default `${hostname}:${pid}` (use open()'s nodeId). */
+  nodeId?: string;
+  /** Where serving nodes publish their addresses (needed by 'forward'): the db's etcd settings and name. */
+  cluster?: { coordinator: EtcdCoordinatorOptions; name: string };
+  /** Largest request body accepted, bytes. Default 8 MiB. */
+  maxBodyBytes?: number;
+  /** Most rows one statement may return. Default 10000. */
+  maxRows?: number;
+  /** Most streams open at once. Default 128. */
+  maxStreams?: number;
+  /** A stream unused for this long is closed (its transaction rolled back). Default 10000. */
+  streamIdleMs?: number;
+  /** Longest wait for this node's write transaction slot (one interactive write at a time). Default 10000. */
+  txnWaitMs?: number;
+  /** Deadline of one forwarded request. Default 15000. */
+  forwardTimeoutMs?: number;
+}
+
+export interface ResolvedServeOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: { cert: Buffer | string; key: Buffer | string } | null;
+  readonly authToken: string | null;
+  readonly writes: WritesMode;
+  readonly advertiseUrl: string | null;
+  readonly pinStreams: boolean;
+  readonly nodeId: string;
+  readonly cluster: { coordinator: ResolvedEtcdCoordinator; name: string } | null;
+  readonly maxBodyBytes: number;
+  readonly maxRows: number;
+  readonly maxStreams: number;
+  readonly streamIdleMs: number;
+  readonly txnWaitMs: number;
+  readonly forwardTimeoutMs: number;
+}
+
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  writes: 'local' as WritesMode,
+  maxBodyBytes: 8 * 1024 * 1024,
+  maxRows: 10000,
+  maxStreams: 128,
+  streamIdleMs: 10000,
+  txnWaitMs: 10000,
+  forwardTimeoutMs: 15000,
+};
+
+const SERVE_KEYS = [
+  'host', 'port', 'tls', 'authToken', 'writes', 'advertiseUrl', 'pinStreams', 'nodeId', 'cluster', 'maxBodyBytes', 'maxRows',
+  'maxStreams', 'streamIdleMs', 'txnWaitMs', 'forwardTimeoutMs',
+];
+
+/** Validates serve() options once and fills defaults; InvalidOptionError names the option. */
+export function resolveServeOptions(options: unknown): ResolvedServeOptions {
+  const o = options ?? {};
+  if (!isObject(o)) throw new InvalidOptionError('serve options', o, 'an object');
+  rejectUnknown('serve', o, SERVE_KEYS);
+  const host = o.host ?? SERVE_DEFAULTS.host;
+  if (typeof host !== 'string' || !/^[A-Za-z0-9.:_-]+$/.test(host)) {
+    throw new InvalidOptionError('host', host, "an address to listen on, e.g. '127.0.0.1' or '0.0.0.0'");
+  }
+  const count = (key: string, dflt: number, min: number, max: number): number => {
+    const v = o[key] ?? dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw new InvalidOptionError(key, v, `an integer from ${min} to ${max}`);
+    }
+    return v;
+  };
+  const writes = o.writes ?? SERVE_DEFAULTS.writes;
+  if (writes !== 'local' && writes !== 'forward') throw new InvalidOptionError('writes', writes, "'local' or 'forward'");
+  if (o.tls !== undefined && (!isObject(o.tls) || !o.tls.cert || !o.tls.key)) {
+    throw new InvalidOptionError('tls', '(not shown)', '{ cert, key } with PEM contents');
+  }
+  if (o.authToken !== undefined && (typeof o.authToken !== 'string' || o.authToken.length < 16 || /\s/.test(o.authToken))) {
+    // Never echo a token back.
+    throw new InvalidOptionError('authToken', '(redacted)', 'a string of at least 16 characters without spaces');
+  }
+  const advertiseUrl = o.advertiseUrl ?? null;
+  if (advertiseUrl !== null && (typeof advertiseUrl !== 'string' || !/^https?:\/\/[^\s/]+\/?$/.test(advertiseUrl))) {
+    throw new InvalidOptionError('advertiseUrl', advertiseUrl, "an absolute URL without a path, e.g. 'http://10.0.0.5:8080'");
+  }
+  let cluster: ResolvedServeOptions['cluster'] = null;
+  if (o.cluster !== undefined) {
+    if (!isObject(o.cluster) || typeof o.cluster.name !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(o.cluster.name)) {
+      throw new InvalidOptionError('cluster', '(not shown)', '{ coordinator: { kind: "etcd", ... }, name } with the database name open() uses');
+    }
+    rejectUnknown('cluster', o.cluster, ['coordinator', 'name']);
+    const coordinator = resolveCoordinator(o.cluster.coordinator);
+    if (coordinator.kind !== 'etcd') {
+      throw new InvalidOptionError('cluster.coordinator.kind', coordinator.kind, "'etcd' (addresses are published in etcd)");
+    }
+    cluster = Object.freeze({ coordinator, name: o.cluster.name });
+  }
+  const nodeId = o.nodeId ?? `${os.hostname()}:${process.pid}`;
+  if (typeof nodeId !== 'string' || nodeId.length === 0 || nodeId.length > 256) {
+    throw new InvalidOptionError('nodeId', nodeId, 'a non-empty string of at most 256 characters');
+  }
+  const pinStreams = o.pinStreams ?? true;
+  if (typeof pinStreams !== 'boolean') throw new InvalidOptionError('pinStreams', pinStreams, 'true or false');
+  if (!pinStreams && !cluster) {
+    throw new InvalidOptionError('pinStreams', pinStreams, 'true, or give cluster (nodes relay each other\'s streams through etcd addresses)');
+  }
+  if (writes === 'forward' && !cluster) {
+    throw new InvalidOptionError('writes', writes, "'local', or give cluster (the etcd settings) for 'forward'");
+  }
+  return Object.freeze({
+    host,
+    port: count('port', SERVE_DEFAULTS.port, 0, 65535),
+    tls: o.tls ? { cert: o.tls.cert, key: o.tls.key } : null,
+    authToken: o.authToken ?? null,
+    writes,
+    advertiseUrl: advertiseUrl ? advertiseUrl.replace(/\/$/, '') : null,
+    pinStreams,
+    nodeId,
+    cluster,
+    maxBodyBytes: count('maxBodyBytes', SERVE_DEFAULTS.maxBodyBytes, 1024, 1024 * 1024 * 1024),
+    maxRows: count('maxRows', SERVE_DEFAULTS.maxRows, 1, 10_000_000),
+    maxStreams: count('maxStreams', SERVE_DEFAULTS.maxStreams, 1, 100000),
+    streamIdleMs: count('streamIdleMs', SERVE_DEFAULTS.streamIdleMs, 100, 3_600_000),
+    txnWaitMs: count('txnWaitMs', SERVE_DEFAULTS.txnWaitMs, 0, 3_600_000),
+    forwardTimeoutMs: count('forwardTimeoutMs', SERVE_DEFAULTS.forwardTimeoutMs, 100, 600_000),
+  });
+}

@@ -18,6 +18,7 @@ Environment (flags win):
   SQLITE_HA_ETCD_USER            etcd user
   SQLITE_HA_ETCD_PASSWORD        etcd password (or SQLITE_HA_ETCD_PASSWORD_FILE); never printed
   SQLITE_HA_ETCD_TIMEOUT_MS      deadline of each etcd call (default 3000)
+  SQLITE_HA_SERVE_TOKEN          serve: bearer token clients must send (or SQLITE_HA_SERVE_TOKEN_FILE); never printed
 
 Exit codes: 0 ok, 1 finding or failure (etcd unreachable included), 2 usage error.`;
 
@@ -118,6 +119,33 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number }, cmd: Command) => {
       const { runDoctor } = await import('./doctor');
       setCode(await runDoctor(settingsOf(cmd), file, opts, process.stdout));
+    });
+
+  program
+    .command('serve')
+    .description('open <path> as a cluster node and serve Hrana over HTTP v2 (@libsql/client, Drizzle, Kysely, Prisma adapters) until SIGTERM')
+    .argument('<path>', 'database file on shared storage')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--writes <mode>', 'local: this node takes the lease to write; forward: send writes to the holder', 'local')
+    .option('--advertise-url <url>', "this node's URL for other nodes and for base_url (default: from --listen)")
+    .option('--no-pin-streams', 'behind a load balancer: leave base_url empty; nodes relay requests for each other\'s streams')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); --cert/--key are the etcd client TLS flags')
+    .option('--tls-key <file>', 'private key (PEM) for --tls-cert')
+    .addOption(new Option('--auth-token-file <file>', 'file holding the bearer token clients must send (or SQLITE_HA_SERVE_TOKEN)').env('SQLITE_HA_SERVE_TOKEN_FILE'))
+    .option('--coordinator <kind>', 'etcd, or lockfile for one host', 'etcd')
+    .option('--name <db>', 'database name in etcd (default: the file name)')
+    .option('--node-id <id>', 'this node in lease records and /health (default: hostname:pid)')
+    .option('--lease-ttl-ms <ms>', 'lease TTL', intArg('--lease-ttl-ms', 2000, 3_600_000))
+    .option('--acquire-timeout-ms <ms>', 'longest wait for the lease', intArg('--acquire-timeout-ms', 1, 3_600_000))
+    .option('--idle-release-ms <ms>', 'release the lease after this long without writes', intArg('--idle-release-ms', 0, 3_600_000))
+    .option('--locks <mode>', 'auto, trusted or none (see docs/API.md)')
+    .option('--max-body-bytes <n>', 'largest request body', intArg('--max-body-bytes', 1024, 1024 * 1024 * 1024))
+    .option('--max-rows <n>', 'most rows one statement returns', intArg('--max-rows', 1, 10_000_000))
+    .option('--max-streams <n>', 'most streams open at once', intArg('--max-streams', 1, 100000))
+    .option('--stream-idle-ms <ms>', 'close streams idle this long', intArg('--stream-idle-ms', 100, 3_600_000))
+    .action(async (file: string, opts: import('./serve').ServeFlags, cmd: Command) => {
+      const { runServe } = await import('./serve');
+      setCode(await runServe(settingsOf(cmd), file, opts, { out: process.stdout, err: process.stderr }));
     });
 
   return program;

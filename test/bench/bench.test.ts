@@ -156,3 +156,17 @@ const runnable = etcdOnPath() && fs.existsSync(main);
     if (f.spread) expect(f.spread.low).toBeLessThanOrEqual(f.spread.high);
   }
 }, 50000);
+
+(runnable ? test : test.skip)('a quick serve run gives the @libsql/client figures against raw, finite, with verdicts', () => {
+  const r = spawnSync(process.execPath, [main, '--quick', '--only', 'serve', '--json', '--no-save'], { encoding: 'utf8', timeout: 90000 });
+  expect(r.error).toBeUndefined();
+  const doc = JSON.parse(r.stdout.trim().split('\n').pop() as string) as ResultsDocument;
+  expect(doc.errors).toEqual([]);
+  const ids = doc.figures.map((f) => f.id);
+  for (const id of ['serve.reads.ratio', 'serve.added.us', 'serve.writes.ratio', 'serve.forward.ratio']) expect(ids).toContain(id);
+  for (const f of doc.figures) {
+    expect(Number.isFinite(f.value)).toBe(true);
+    if (f.unit.endsWith('/s') || f.id.endsWith('.ratio')) expect(f.value).toBeGreaterThan(0);
+    expect(f.verdict).toEqual(f.target ? expect.stringMatching(/^(PASS|MISS)$/) : 'INFO');
+  }
+}, 100000);

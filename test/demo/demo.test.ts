@@ -35,14 +35,14 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Runs the demo to completion (SIGKILLed past RUN_LIMIT_MS); the summary is its last stdout line. */
-function runDemo(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<DemoRun> {
+function runDemo(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), limitMs = RUN_LIMIT_MS): Promise<DemoRun> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [DEMO, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_LIMIT_MS);
+    const timer = setTimeout(() => p.kill('SIGKILL'), limitMs);
     p.on('close', (code) => {
       clearTimeout(timer);
       const last = stdout.trim().split('\n').pop() ?? '';
@@ -154,4 +154,28 @@ describe('npm run demo (short mode)', () => {
     expect(left).not.toContain(`sqlha-demo-${run.pid}-`);
     verifyIndependently(run.summary);
   }, 60000);
+
+  it('--serve: one address in front of three serve nodes, a client writing through it across the SIGKILL', async () => {
+    // Three etcd members and three serve processes start before the 8 s of writes: a longer bound.
+    const run = await runDemo(['--serve', '--duration', '8', '--json', '--keep'], cleanEnv(), 90000);
+    if (run.code !== 0 || !run.summary) {
+      throw new Error(`demo exited ${run.code}\n--- stdout\n${run.stdout.slice(-4000)}\n--- stderr\n${run.stderr.slice(-2000)}`);
+    }
+    const s = run.summary;
+    expect(s).toMatchObject({ ok: true, mode: 'serve', missing: [], doubled: [], failedPresent: [], integrity: 'ok' });
+    expect(s.killed).toMatch(/^serve[123]$/);
+    expect(s.ackedAfterKill).toBeGreaterThan(0);
+    expect(run.stdout).toContain(`SIGKILL ${s.killed} (the lease holder); the client keeps using ${s.address}`);
+    // Independently: the client's own log against the file.
+    const log = fs.readFileSync(path.join(s.workDir, 'logs', 'client.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const db = new Database(s.database, { readonly: true, fileMustExist: true });
+    try {
+      const copies = new Map((db.prepare('SELECT seq, count(*) AS n FROM demo_log GROUP BY seq').all() as { seq: number; n: number }[]).map((r) => [r.seq, r.n]));
+      expect(log.filter((e) => e.outcome === 'acked' && copies.get(e.seq) !== 1)).toEqual([]);
+      expect(log.filter((e) => e.outcome === 'failed' && copies.has(e.seq))).toEqual([]);
+      expect(log.filter((e) => e.outcome === 'acked')).toHaveLength(s.acked);
+    } finally {
+      db.close();
+    }
+  }, 100000);
 });

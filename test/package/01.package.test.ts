@@ -90,3 +90,13 @@ test('the shipped declarations hide @internal members (stripInternal)', () => {
   // The statement adapter's internals are not public API on the handle.
   expect(exported.get('HADatabase')).not.toMatch(/\b(runWrite|runRead|transactionControl|currentConnection|generation)\b/);
 });
+
+test("'sqlite-ha/kysely' loads both ways with declarations; the main entry exports serve without loading kysely", () => {
+  const cjs = node(['-e', "const m = require('sqlite-ha/kysely'); console.log(JSON.stringify([typeof m.SqliteHaDialect, typeof m.SqliteHaDriver]))"]);
+  expect(JSON.parse(cjs)).toEqual(['function', 'function']);
+  const esm = node(['--input-type=module', '-e', "import { SqliteHaDialect } from 'sqlite-ha/kysely'; console.log(typeof SqliteHaDialect)"]);
+  expect(esm.trim()).toBe('function');
+  expect(fs.readFileSync(path.join(root, 'dist', 'kysely', 'index.d.ts'), 'utf8')).toContain('SqliteHaDialect');
+  const main = node(['-e', "const m = require('sqlite-ha'); console.log(JSON.stringify([typeof m.serve, Object.keys(require.cache).some((k) => k.includes('/node_modules/kysely/'))]))"]);
+  expect(JSON.parse(main)).toEqual(['function', false]);
+});

@@ -80,12 +80,14 @@ describe('compose/docker-compose.yml', () => {
   it('is accepted by docker-compose config without warnings', () => {
     expect(result.stderr).not.toMatch(/WARNING|ERROR/);
     expect(result.status).toBe(0);
-    expect(Object.keys(cfg.services).sort()).toEqual(['app1', 'app2', 'app3', 'etcd1', 'etcd2', 'etcd3', 'monitor', 'nfs']);
+    expect(Object.keys(cfg.services).sort()).toEqual([
+      'app1', 'app2', 'app3', 'etcd1', 'etcd2', 'etcd3', 'lb', 'monitor', 'nfs', 'serve1', 'serve2', 'serve3',
+    ]);
   });
 
   it('builds from this repository with a Dockerfile whose COPY sources exist', () => {
     const built = Object.entries(cfg.services).filter(([, s]) => s.build);
-    expect(built.map(([name]) => name).sort()).toEqual(['app1', 'app2', 'app3', 'monitor']);
+    expect(built.map(([name]) => name).sort()).toEqual(['app1', 'app2', 'app3', 'monitor', 'serve1', 'serve2', 'serve3']);
     for (const [name, s] of built) {
       const context = s.build!.context;
       expect({ name, context: fs.existsSync(context) && fs.statSync(context).isDirectory() }).toEqual({ name, context: true });
@@ -156,6 +158,28 @@ describe('compose/docker-compose.yml', () => {
         expect({ url, service: host in cfg.services && /etcd/.test(cfg.services[host].image ?? '') }).toEqual({ url, service: true });
       }
     }
+  });
+
+  it('puts HAProxy in front of every serve node, with health checks on GET /health', () => {
+    const serveNodes = Object.entries(cfg.services).filter(([, s]) => commandOf(s).includes('serve'));
+    expect(serveNodes.map(([n]) => n).sort()).toEqual(['serve1', 'serve2', 'serve3']);
+    for (const [name, s] of serveNodes) {
+      const argv = commandOf(s);
+      const flag = (f: string) => argv[argv.indexOf(f) + 1];
+      expect({ name, db: argv[argv.indexOf('serve') + 1] }).toEqual({ name, db: expect.stringMatching(/^\/shared\//) });
+      expect({ name, node: flag('--node-id'), url: flag('--advertise-url') }).toEqual({ name, node: name, url: `http://${name}:8080` });
+      expect(flag('--listen')).toBe('0.0.0.0:8080');
+      expect(toArray(s.healthcheck?.test).join(' ')).toContain('/health');
+    }
+    const lb = cfg.services.lb;
+    const mount = (lb.volumes ?? []).find((v) => v.endsWith('/usr/local/etc/haproxy/haproxy.cfg:ro'))!;
+    const haproxy = fs.readFileSync(mount.split(':')[0], 'utf8');
+    expect(haproxy).toMatch(/option httpchk GET \/health/);
+    expect(haproxy).toMatch(/http-check expect status 200/);
+    expect(haproxy).toMatch(/retries 0/); // Hrana requests must never be sent twice
+    const servers = [...haproxy.matchAll(/^\s*server\s+(\S+)\s+(\S+):8080/gm)].map((m) => [m[1], m[2]]);
+    expect(servers).toEqual(serveNodes.map(([n]) => [n, n]));
+    expect(Object.keys(lb.depends_on ?? {}).sort()).toEqual(['serve1', 'serve2', 'serve3']);
   });
 
   it('mounts the shared database over NFSv4 with locks that cross hosts (HAZARDS H1-H4)', () => {

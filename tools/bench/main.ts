@@ -7,7 +7,7 @@
  *   --quick            short runs (the whole run stays under a minute)
  *   --only a,b         run only these benchmarks: etcd, writes, reads, contention, failover,
  *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
- *                      root, sshfs and sshd)
+ *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client)
  *   --json             print the results document on stdout
  *   --dir DIR          where the database files go (default: a temp dir under os.tmpdir());
  *                      point it at the shared file system you deploy on
@@ -30,6 +30,7 @@ import { benchFailover } from './failover';
 import { benchGraceful } from './graceful';
 import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
+import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
@@ -44,12 +45,14 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   graceful: benchGraceful,
   scaling: benchScaling,
   sshfs: benchSshfs,
+  serve: benchServe,
 };
 
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
-                     sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd)
+                     sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
+                     serve (sqlite-ha serve through @libsql/client over loopback)
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)
   --out DIR          where the results JSON goes (default: tools/bench/results); --no-save skips it

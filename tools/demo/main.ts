@@ -15,6 +15,7 @@ import { CoordinatorChoice, DemoCoordinator, DemoUsageError, resolveChoice, star
 import { NetnsSet, netnsUnavailable, removeStaleNamespaces } from './netns';
 import { Fleet } from './nodes';
 import { runScenario } from './scenario';
+import { runServeDemo } from './serve-demo';
 import { buildSummary, renderSummary } from './summary';
 import { Reporter, ViewMode } from './view';
 
@@ -26,6 +27,7 @@ interface Flags {
   keep?: boolean;
   quiet?: boolean;
   json?: boolean;
+  serve?: boolean;
 }
 
 /** Lease settings of the demo's nodes: short, so failover shows within seconds. */
@@ -64,7 +66,8 @@ function parseFlags(argv: string[]): Flags | number {
     .option('--netns', 'root only: each node in its own network namespace, reaching etcd over a veth pair')
     .option('--keep', 'keep the work dir (database, logs) even when every check passed')
     .option('--quiet', 'print only the first lines and the summary')
-    .option('--json', 'also print the summary as one JSON line at the end');
+    .option('--json', 'also print the summary as one JSON line at the end')
+    .option('--serve', 'instead: 3 `sqlite-ha serve` nodes behind one address, an @libsql/client writing through it across the SIGKILL');
   try {
     program.parse(argv, { from: 'user' });
   } catch (err) {
@@ -90,6 +93,7 @@ async function main(argv: string[]): Promise<number> {
       if (flags.coordinator === 'lockfile') throw new DemoUsageError('--netns needs etcd: the lockfile coordinator uses no network');
     }
     choice = resolveChoice(flags.coordinator);
+    if (flags.serve && choice.kind === 'lockfile') throw new DemoUsageError(`--serve needs etcd (${choice.why.split(';')[0]})`);
     if (flags.netns && choice.kind === 'lockfile') {
       throw new DemoUsageError(`--netns needs etcd (${choice.why.split(';')[0]})`);
     }
@@ -150,6 +154,19 @@ async function main(argv: string[]): Promise<number> {
       kind: coord.kind, endpoints: coord.endpoints, note: choice.kind === 'lockfile' ? choice.why : 'etcd members from PATH',
     };
     if (abort.signal.aborted) return 130;
+
+    if (flags.serve) {
+      const summary = await runServeDemo({
+        cli: path.join(__dirname, '..', '..', 'src', 'cli', 'main.js'), dbPath, workDir, logDir, durationMs: durationS * 1000, coord,
+      }, report, abort.signal);
+      report.print(`serve demo: ${summary.acked} writes acknowledged through ${summary.address} (${summary.ackedAfterKill} after ` +
+        `SIGKILL of ${summary.killed}), ${summary.failed} refused, ${summary.unknown} with unknown outcome; missing ` +
+        `${summary.missing.length}, doubled ${summary.doubled.length}, refused-but-present ${summary.failedPresent.length}, ` +
+        `integrity ${summary.integrity}: ${summary.ok ? 'OK' : 'FAILED'}`);
+      if (flags.json) report.print(JSON.stringify(summary));
+      failed = !summary.ok;
+      return summary.ok ? 0 : 1;
+    }
 
     if (report.showingMonitor) {
       report.print('live view: `sqlite-ha monitor` takes the screen while the demo runs (Ctrl-C stops the demo)');

@@ -15,6 +15,8 @@
  *   <prefix>/<db>/readers/<id>         lockless mode: one key per read transaction in progress.
  *   <prefix>/<db>/history/<fence>      JSON HandoverRecord, one per acquisition (last 100 kept).
  *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
+ *   <prefix>/<db>/serve/<node>         JSON ServeRecord of a node running `sqlite-ha serve`, on its
+ *                                      own etcd lease (gone soon after the node is).
  */
 import type { LeaseEventKind } from '../types';
 
@@ -69,6 +71,14 @@ export interface EventRecord {
   time: number;
 }
 
+/** Where a serving node answers (Hrana over HTTP); forwarding nodes send writes there. */
+export interface ServeRecord {
+  node: string;
+  url: string;
+  writes: 'local' | 'forward';
+  time: number;
+}
+
 export const HISTORY_KEEP = 100;
 
 export class Keys {
@@ -106,6 +116,9 @@ export class Keys {
   }
   historyKey(fence: number): string {
     return `${this.historyPrefix}${String(fence).padStart(16, '0')}`;
+  }
+  serve(node: string): string {
+    return `${this.root}/serve/${encodeURIComponent(node)}`;
   }
   event(kind: EventRecord['kind']): string {
     return `${this.root}/events/${kind}`;
