@@ -129,14 +129,63 @@ export class CommitOutcomeUnknownError extends SqliteHaError {
   }
 }
 
-/** This node's view of the file stayed older than the last published commit past the deadline. */
+/**
+ * This node's view of the file stayed older than (or, in the lockless mode, different from) the
+ * last published commit past the deadline. `epochs`: the file generation seen and published, named
+ * in the message when they differ (the txids alone can match then).
+ */
 export class StaleViewError extends SqliteHaError {
-  constructor(localTxid: number, publishedTxid: number, waitedMs: number) {
+  constructor(localTxid: number, publishedTxid: number, waitedMs: number, epochs?: { local: number; published: number }) {
+    const moved = epochs !== undefined && epochs.local !== epochs.published;
     super(
       'SQLITE_HA_STALE_VIEW',
-      `local view is at txid ${localTxid} but txid ${publishedTxid} was published; still stale after ` +
-        `reopening for ${waitedMs} ms. Check that every node mounts the same file (sqlite-ha doctor).`,
+      (moved
+        ? `local view is at txid ${localTxid} in file epoch ${epochs.local} but txid ${publishedTxid} in epoch ` +
+          `${epochs.published} was published (the file this node sees is not the one the holder moved to)`
+        : `local view is at txid ${localTxid} but txid ${publishedTxid} was published`) +
+        `; still stale after reopening for ${waitedMs} ms. Check that every node mounts the same file (sqlite-ha doctor).`,
     );
+  }
+}
+
+/**
+ * The file is not the database etcd records under this name: another database's file (a restore,
+ * two files with one basename under one prefix), or no sqlite-ha database at all where etcd
+ * already records commits (an empty file, e.g. under an NFS mount point that was not mounted).
+ * Nothing was written to the file.
+ */
+export class DatabaseIdentityError extends SqliteHaError {
+  readonly fileId: string | null;
+  readonly recordedId: string | null;
+  constructor(detail: string, ids: { fileId: string | null; recordedId: string | null }) {
+    super(
+      'SQLITE_HA_DATABASE_IDENTITY',
+      `${detail}. Nothing was written. Check that the shared filesystem is mounted and that every node ` +
+        'opens the same file under the same name and prefix (sqlite-ha doctor); a different database needs its own name or prefix.',
+    );
+    this.fileId = ids.fileId;
+    this.recordedId = ids.recordedId;
+  }
+}
+
+/** This node would run the database in another storage mode than the one etcd records for it. */
+export class MixedModesError extends SqliteHaError {
+  constructor(detail: string) {
+    super(
+      'SQLITE_HA_MIXED_MODES',
+      `${detail}. Every node must use the same mode: mount the filesystem with the same options everywhere ` +
+        "(or set the same `locks` option on every node); trusted nodes never take the lockless mode's commit gate.",
+    );
+  }
+}
+
+/**
+ * A writer crashed mid-commit and left a hot journal (HAZARDS H8) that only the next lease holder
+ * may roll back; this node started that recovery (db.read() waits for it) but it had not finished.
+ */
+export class RecoveryPendingError extends SqliteHaError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('SQLITE_HA_RECOVERY_PENDING', `the database has a hot journal left by a crashed writer: ${detail}`, options);
   }
 }
 

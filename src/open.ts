@@ -8,9 +8,11 @@ import type { Coordinator } from './coordinator/types';
 import { HADatabase, LocksInUse } from './handle/database';
 import * as fs from 'fs';
 import { dirname } from 'path';
-import { InvalidOptionError, UnsafeStorageError } from './errors';
+import { CoordinatorUnavailableError, DatabaseIdentityError, InvalidOptionError, UnsafeStorageError } from './errors';
+import type { CommitRecord } from './coordinator/etcd/keys';
+import { checkMode, MountSummary, mountSummary, RecordedIdentity } from './storage/identity';
 import { OpenOptions, resolveOptions, ResolvedOptions } from './options';
-import { openReadOnly, prepareFile } from './storage/connection';
+import { openReadOnly, openReadWrite, prepareFile } from './storage/connection';
 import { readMeta } from './storage/meta';
 import { lockVerdictFor } from './storage/mounts';
 
@@ -21,14 +23,53 @@ export async function open(path: string, options: OpenOptions): Promise<HADataba
     throw new InvalidOptionError('path', path, `a file in an existing directory (${dirname(opts.path)} does not exist)`);
   }
   const locks = decideLocks(opts);
-  prepareFile(opts.path);
+  const mount = mountSummary(lockVerdictFor(opts.path).mount);
   const coordinator = makeCoordinator(opts, locks);
   try {
-    return new HADatabase(opts, coordinator, locks);
+    await checkAgainstRecord(opts, locks, mount, coordinator);
+    prepareFile(opts.path);
+    return new HADatabase(opts, coordinator, locks, mount);
   } catch (err) {
     await coordinator.close();
     throw err;
   }
+}
+
+/**
+ * Before creating anything (issue 10, defects 5 and 6): a node in another storage mode than the one
+ * recorded for the database is refused, and a missing file is created only if etcd records no
+ * database under this name (an NFS mount missing at boot leaves an empty mount point: creating the
+ * file there would start a second, empty database). The first holder checks the file's identity
+ * again before it writes.
+ */
+async function checkAgainstRecord(
+  opts: ResolvedOptions, locks: LocksInUse, mount: MountSummary, coordinator: Coordinator,
+): Promise<void> {
+  if (coordinator.kind !== 'etcd') return;
+  const exists = fs.existsSync(opts.path);
+  let identity: RecordedIdentity | null;
+  let commit: CommitRecord | null;
+  try {
+    [identity, commit] = await Promise.all([coordinator.readIdentity(), coordinator.readCommit()]);
+  } catch (err) {
+    // etcd unreachable: an existing file still serves local reads; the holder checks before writing.
+    if (exists) return;
+    throw new CoordinatorUnavailableError(
+      `${opts.path} does not exist and etcd could not be asked whether database '${opts.name}' exists elsewhere ` +
+        `(it is not created blindly: is the filesystem mounted?): ${(err as Error).message}`, { cause: err },
+    );
+  }
+  const commits = commit?.txid ?? 0;
+  // First the missing file: an unmounted mount point is usually on another filesystem too.
+  if (!exists && (identity !== null || commits > 0)) {
+    const which = identity ? `database ${identity.id} (opened as ${identity.path} by ${identity.node})` : 'a database';
+    throw new DatabaseIdentityError(
+      `${opts.path} does not exist, but etcd records ${commits} commits of ${which} under the name '${opts.name}': ` +
+        'is the filesystem mounted? Refusing to create a new, empty database in its place',
+      { fileId: null, recordedId: identity?.id ?? null },
+    );
+  }
+  checkMode({ recorded: identity, locks, mount, path: opts.path, name: opts.name, node: opts.nodeId });
 }
 
 /** 'auto' trusts SQLite's locks only where they cross hosts; elsewhere it picks the lockless mode. */
@@ -49,13 +90,20 @@ function decideLocks(opts: ResolvedOptions): LocksInUse {
 function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator {
   const c = opts.coordinator;
   if (c.kind === 'lockfile') {
+    // Called under the lock: when a crashed holder left a hot journal the read-only read fails
+    // (SQLITE_READONLY_ROLLBACK, H8), and this node, now the holder, recovers it read-write.
     return new LockfileCoordinator(opts.path, c.staleMs, opts.nodeId, () => {
-      const conn = openReadOnly(opts);
-      try {
-        return readMeta(conn).fence;
-      } finally {
-        conn.close();
+      for (const open of [openReadOnly, openReadWrite]) {
+        const conn = open(opts);
+        try {
+          return readMeta(conn).fence;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_READONLY_ROLLBACK') throw err;
+        } finally {
+          conn.close();
+        }
       }
+      throw new Error('unreachable: the read-write open recovers the journal');
     });
   }
   return new EtcdCoordinator({

@@ -6,6 +6,7 @@
  * GatedLease, which only etcd implements. The records shared by every backend live here too.
  */
 import { EventEmitter } from 'events';
+import type { RecordedIdentity } from '../storage/identity';
 
 /** The last commit, as published by its writer; a node's view is fresh once its txid reaches it. */
 export interface CommitRecord {
@@ -28,9 +29,9 @@ export interface AcquireOptions {
 export interface Lease extends EventEmitter {
   /** Fence token: strictly greater than every earlier holder's. */
   readonly fence: number;
-  /** Wall-clock ms after which no commit may start (last acknowledged renewal + TTL - margin). */
+  /** Monotonic ms (src/clock.ts) after which no commit may start (last acknowledged renewal + TTL - margin). */
   readonly commitDeadline: number;
-  /** Wall-clock ms when the coordinator itself would let the lease go, for display. */
+  /** Monotonic ms (src/clock.ts) when the coordinator itself would let the lease go, for display. */
   readonly expiresAt: number;
   /** False once released or lost. */
   readonly valid: boolean;
@@ -38,6 +39,13 @@ export interface Lease extends EventEmitter {
   readonly hasWaiters: boolean;
   /** The last commit published before this lease was granted (null: none, or not tracked). */
   readonly commitAtAcquire: CommitRecord | null;
+  /** The database's recorded identity when the lease was granted (null: none yet, or not kept by this backend). */
+  readonly identity: RecordedIdentity | null;
+  /**
+   * Records the identity if none is recorded yet, only while this lease holds; resolves with the
+   * identity on record afterwards (a backend that keeps none hands back the one given).
+   */
+  recordIdentity(identity: RecordedIdentity): Promise<RecordedIdentity>;
   /** Publishes a commit record; resolves false if the lease no longer exists. */
   publishCommit(record: CommitRecord): Promise<boolean>;
   /** Records an event that watchers (the CLI) should see; best effort. */
@@ -59,6 +67,8 @@ export interface Coordinator {
   readCommit(): Promise<CommitRecord | null>;
   /** Node id of the current holder, if any. */
   currentHolder(): Promise<string | null>;
+  /** The database's recorded identity and mode (null: none yet, or not kept by this backend). */
+  readIdentity(): Promise<RecordedIdentity | null>;
   close(): Promise<void>;
 }
 
@@ -68,14 +78,16 @@ export interface GatedLease extends Lease {
   readonly cleanHandover: boolean;
   /** The previous holder's lease TTL, when known (the successor waits it out after a crash). */
   readonly previousTtlMs: number | null;
+  /** The previous holder's fence, when known (the successor neutralizes its half-done file move). */
+  readonly previousFence: number | null;
   /** publishCommit() that can also open the gate, in the same coordinator transaction. */
   publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
   /**
    * Stops new readers from registering and waits for registered ones to finish, so the commit
    * window has no reader in it. publishCommit({ openGate: true }) lets them in again.
    */
-  closeGate(deadline: number): Promise<void>;
-  /** Opens the gate without publishing (after a commit that did not happen). Best effort. */
+  closeGate(deadline: number): Promise<void>; // deadline: monotonic ms (src/clock.ts)
+  /** Opens the gate without publishing (after a commit that did not happen), only if it is still this lease's. Best effort. */
   openGate(): Promise<void>;
 }
 
@@ -91,7 +103,7 @@ export interface ReaderTicket {
 export interface GatedCoordinator extends Coordinator {
   acquire(opts: AcquireOptions): Promise<GatedLease>;
   /** Registers a read transaction, waiting while a writer's gate is closed. */
-  registerReader(deadline: number): Promise<ReaderTicket>;
+  registerReader(deadline: number): Promise<ReaderTicket>; // deadline: monotonic ms
 }
 
 /** Whether a coordinator can serve the lockless mode. */

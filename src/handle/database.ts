@@ -6,6 +6,8 @@
  * lease-holder.ts, write-path.ts, reads.ts, modes/ (trusted vs lockless), statement.ts with its
  * private adapter statement-host.ts, sql-text.ts (what a SQL string does).
  */
+import { MountSummary, mountSummary } from '../storage/identity';
+import { lockVerdictFor } from '../storage/mounts';
 import type Database from 'better-sqlite3';
 import { Coordinator, isGated } from '../coordinator/types';
 import { UnsafeStorageError } from '../errors';
@@ -46,12 +48,15 @@ export class HADatabase {
   private closing: Promise<void> | null = null;
 
   /** @internal use open() */
-  constructor(private readonly opts: ResolvedOptions, private readonly coordinator: Coordinator, locks: LocksInUse) {
+  constructor(
+    private readonly opts: ResolvedOptions, private readonly coordinator: Coordinator, locks: LocksInUse,
+    mount: MountSummary = mountSummary(lockVerdictFor(opts.path).mount),
+  ) {
     this.locks = locks;
     this.lease = new LeaseStatus(opts.nodeId);
     this.conns = new Connections(opts, locks === 'none');
     this.mode = locks === 'trusted' ? new TrustedMode(coordinator) : new LocklessMode(opts, gated(coordinator), this.conns);
-    this.holder = new LeaseHolder(opts, this.mode, this.conns, this.lease);
+    this.holder = new LeaseHolder(opts, this.mode, this.conns, this.lease, mount);
     this.reads = new Reads(opts, this.mode, this.conns, this.holder);
     this.writes = new WritePath(opts, this.mode, this.conns, this.holder, this.reads);
     this.host = new HandleStatementHost(this.mode, this.conns, this.holder, this.reads, this.writes);

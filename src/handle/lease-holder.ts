@@ -7,12 +7,15 @@
 import type Database from 'better-sqlite3';
 import type { Lease, LeaseEventKind } from '../coordinator/types';
 import {
-  AcquireTimeoutError, CommitOutcomeUnknownError, FencedError, LeaseLostError, StaleViewError,
+  AcquireTimeoutError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError,
 } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { isBusy } from '../storage/sqlite-errors';
 import { CommitPublisher } from '../txn/commit-publisher';
-import { FencedTransactions } from '../txn/fenced';
+import { FenceExpectations, FencedTransactions } from '../txn/fenced';
+import { monotonicNow } from '../clock';
+import { checkMode, decideIdentity, MountSummary } from '../storage/identity';
+import { readStoredMeta } from '../storage/meta';
 import type { Connections } from './connections';
 import type { LeaseStatus } from './lease-status';
 import type { StorageMode } from './modes/mode';
@@ -42,6 +45,8 @@ export class LeaseHolder {
     private readonly mode: StorageMode,
     private readonly conns: Connections,
     private readonly status: LeaseStatus,
+    /** The mount the file lives on, recorded with the database's identity. */
+    private readonly mount: MountSummary,
   ) {}
 
   /** The lease this node holds, or null. */
@@ -81,10 +86,11 @@ export class LeaseHolder {
     try {
       this.conns.assertOpen();
       const published = lease.commitAtAcquire?.txid ?? 0;
-      const deadline = Date.now() + this.opts.acquireTimeoutMs;
+      const deadline = monotonicNow() + this.opts.acquireTimeoutMs;
       const newEpoch = await this.mode.beforeFence(lease, deadline);
       let fenced: FencedTransactions;
-      // H4: write only on top of a view that includes every published commit; reopen if stale.
+      // H4: write only on top of a view that includes every published commit, of this database;
+      // both are checked before anything is written (a stale view is reopened until the deadline).
       for (;;) {
         rw = await openWhenNotBusy(() => this.conns.openReadWrite(), lease, this.opts.busyTimeoutMs);
         const conn = rw;
@@ -92,11 +98,17 @@ export class LeaseHolder {
           const c = this.current;
           if (c?.rw === conn) this.lose(c, err, lossKind(err), true);
         };
-        fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch);
-        if (fenced.lastTxid >= published) break;
+        const expect = await this.checkIdentity(lease, rw, published);
+        try {
+          fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, expect);
+          break;
+        } catch (err) {
+          if (!(err instanceof StaleViewError)) throw err;
+        }
+        const seen = readStoredMeta(rw).txid;
         rw.close();
         rw = null;
-        if (Date.now() > deadline) throw new StaleViewError(fenced.lastTxid, published, this.opts.acquireTimeoutMs);
+        if (monotonicNow() > deadline) throw new StaleViewError(seen, published, this.opts.acquireTimeoutMs);
         await sleep(50);
       }
       await this.mode.afterFence(lease, fenced);
@@ -121,6 +133,31 @@ export class LeaseHolder {
       if (err instanceof FencedError) lease.reportEvent('fenced-write-refused', err.message);
       throw err;
     }
+  }
+
+  /**
+   * Before a new holder writes anything: is the file the database etcd records under this name
+   * (its id), in the mode recorded for it? Records the identity if this is its first holder.
+   * Reads through the read-write connection, which also recovers a hot journal (we hold the lease).
+   */
+  private async checkIdentity(lease: Lease, rw: Database.Database, published: number): Promise<FenceExpectations> {
+    const stored = readStoredMeta(rw);
+    const where = { path: this.opts.path, name: this.opts.name, node: this.opts.nodeId };
+    const locks = this.mode.locks;
+    checkMode({ recorded: lease.identity, locks, mount: this.mount, ...where });
+    const decision = decideIdentity({ file: stored, recorded: lease.identity, publishedTxid: published, ...where });
+    if (decision.writeRecord) {
+      const onRecord = await lease.recordIdentity({ id: decision.id, locks, path: this.opts.path, node: this.opts.nodeId, mount: this.mount });
+      checkMode({ recorded: onRecord, locks, mount: this.mount, ...where });
+      if (onRecord.id !== decision.id) {
+        throw new DatabaseIdentityError(
+          `${this.opts.path} would become database ${decision.id}, but another node recorded database ${onRecord.id} ` +
+            `(${onRecord.path}, by ${onRecord.node}) under the name '${this.opts.name}' first`,
+          { fileId: stored.dbid, recordedId: onRecord.id },
+        );
+      }
+    }
+    return { publishedTxid: published, dbid: decision.id, writeDbid: decision.writeFile };
   }
 
   /** Releases the lease (revoking it, so a waiting node proceeds at once). */

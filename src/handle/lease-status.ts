@@ -1,4 +1,5 @@
 /** db.lease: the live view of this node's write lease. */
+import { monotonicNow } from '../clock';
 import { EventEmitter } from 'events';
 import type { Lease } from '../coordinator/types';
 
@@ -16,7 +17,7 @@ export class LeaseStatus extends EventEmitter {
     return this.held ? this.current!.fence : null;
   }
   get expiresInMs(): number | null {
-    return this.held ? Math.max(0, this.current!.expiresAt - Date.now()) : null;
+    return this.held ? Math.max(0, Math.round(this.current!.expiresAt - monotonicNow())) : null;
   }
   get holder(): string | null {
     return this.held ? this.nodeId : this.lastHolder;

@@ -4,7 +4,7 @@
  * and the guard every reading call of the better-sqlite3 surface goes through.
  */
 import type Database from 'better-sqlite3';
-import { NotLeaseHolderError, StaleViewError } from '../errors';
+import { NotLeaseHolderError, RecoveryPendingError, StaleViewError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { readMeta } from '../storage/meta';
 import { isReadonly } from '../storage/sqlite-errors';
@@ -55,13 +55,13 @@ export class Reads implements LocalReads {
 
   /** The local read path (LocalReads). */
   async readLocal<T>(fn: (conn: Database.Database) => T, consistency: Consistency): Promise<T> {
-    if (consistency === 'local') return this.readOnce(fn, 0).result;
+    if (consistency === 'local') return this.recovering(() => this.readOnce(fn, 0).result);
     const record = await this.mode.coordinator.readCommit();
     const want = record?.txid ?? 0;
     const deadline = Date.now() + this.opts.acquireTimeoutMs;
     for (;;) {
       this.conns.assertOpen();
-      const r = this.readOnce(fn, want);
+      const r = await this.recovering(() => this.readOnce(fn, want));
       if (r.fresh) return r.result as T;
       if (Date.now() > deadline) throw new StaleViewError(r.txid, want, this.opts.acquireTimeoutMs);
       this.conns.reopenReadOnly();
@@ -104,8 +104,45 @@ export class Reads implements LocalReads {
     try {
       return fn();
     } catch (err) {
+      const hot = this.hotJournalError(err);
+      if (hot !== err) throw hot;
       if (!this.holder.holding && isReadonly(err)) throw new NotLeaseHolderError('this statement');
       throw err;
+    }
+  }
+
+  /**
+   * A hot journal seen through the read-only connection (docs/HAZARDS.md H8): a holder crashed
+   * mid-commit, and only a new holder may roll it back (H2). Recovery is driven, not waited for:
+   * this node starts taking the lease now (its read-write open recovers the file); the synchronous
+   * surface cannot wait, so it gets RecoveryPendingError, and db.read() waits (recovering()).
+   */
+  hotJournalError(err: unknown): unknown {
+    if ((err as { code?: unknown }).code !== 'SQLITE_READONLY_ROLLBACK' || this.holder.holding) return err;
+    void this.holder.take().catch(() => undefined);
+    return new RecoveryPendingError(
+      'this node is taking the write lease to roll it back; db.read() waits for that, a synchronous call must be retried',
+      { cause: err },
+    );
+  }
+
+  /** Runs one attempt of a read; after a hot journal, takes the lease (which recovers the file) and tries once more. */
+  private async recovering<T>(attempt: () => T): Promise<T> {
+    try {
+      return attempt();
+    } catch (err) {
+      const hot = err instanceof RecoveryPendingError || (err as { code?: unknown }).code === 'SQLITE_READONLY_ROLLBACK';
+      if (!hot || this.holder.holding) throw err;
+      try {
+        await this.holder.take();
+      } catch (e) {
+        throw new RecoveryPendingError(
+          `no node could take the write lease to roll it back within ${this.opts.acquireTimeoutMs} ms (${(e as Error).message})`,
+          { cause: e },
+        );
+      }
+      this.conns.reopenReadOnly();
+      return attempt();
     }
   }
 }

@@ -27,6 +27,13 @@ export class HandleStatementHost implements StatementHost {
     this.conns.assertOpen();
     return this.mode.connectionFor(this.holder.usable, this.conns.ro);
   }
+  prepareOnCurrent(sql: string): Database.Statement {
+    try {
+      return this.currentConnection().prepare(sql);
+    } catch (err) {
+      throw this.reads.hotJournalError(err);
+    }
+  }
   runWrite<T>(what: string, fn: () => T): T {
     return this.writes.runSync(what, fn);
   }

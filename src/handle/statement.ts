@@ -13,6 +13,8 @@ import { assertSafeSql } from '../storage/connection';
 export interface StatementHost {
   readonly generation: number;
   currentConnection(): Database.Database;
+  /** Prepares on the current connection (a crashed holder's hot journal gets its typed error). */
+  prepareOnCurrent(sql: string): Database.Statement;
   /** Runs a writing call fenced (or inside the open fenced transaction); `what` names it in errors. */
   runWrite<T>(what: string, fn: () => T): T;
   /** Runs a reading call, mapping read-only failures of hidden writes to NotLeaseHolderError. */
@@ -54,7 +56,7 @@ export class Statement {
 
   #real(): Database.Statement {
     if (this.#stmt === null || this.#generation !== this.#host.generation) {
-      const s = this.#host.currentConnection().prepare(this.source);
+      const s = this.#host.prepareOnCurrent(this.source);
       for (const m of this.#modifiers) m(s);
       this.#stmt = s;
       this.#generation = this.#host.generation;

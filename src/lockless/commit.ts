@@ -5,6 +5,7 @@
  * cannot be published may sit in a file the next holder has already moved away from, so it is
  * reported as an unknown outcome, never as success.
  */
+import { monotonicNow } from '../clock';
 import type { GatedLease } from '../coordinator/types';
 import { CommitOutcomeUnknownError, LeaseLostError } from '../errors';
 import type { FencedTransactions } from '../txn/fenced';
@@ -13,7 +14,7 @@ export async function commitGated(
   fenced: FencedTransactions, lease: GatedLease, node: string, gateTimeoutMs: number,
 ): Promise<number> {
   try {
-    await lease.closeGate(Math.min(lease.commitDeadline, Date.now() + gateTimeoutMs));
+    await lease.closeGate(Math.min(lease.commitDeadline, monotonicNow() + gateTimeoutMs));
   } catch (err) {
     fenced.rollback();
     throw err;

@@ -6,6 +6,7 @@
  * ends its registration; if the registration lapsed meanwhile (a paused reader) or SQLite saw
  * anything odd, the result is discarded, the connection reopened, and the read retried.
  */
+import { monotonicNow } from '../clock';
 import type Database from 'better-sqlite3';
 import type { GatedCoordinator } from '../coordinator/types';
 import { StaleViewError } from '../errors';
@@ -28,12 +29,12 @@ export class LocklessReads {
   ) {}
 
   async read<T>(fn: (conn: Database.Database) => T, enter: () => void, leave: () => void): Promise<T> {
-    const deadline = Date.now() + this.timeoutMs;
-    let last = { txid: 0, want: 0 };
+    const deadline = monotonicNow() + this.timeoutMs;
+    let last = { txid: 0, want: 0, epoch: 0, wantEpoch: 0 };
     for (let attempt = 0; ; attempt++) {
       const ticket = await this.coordinator.registerReader(deadline);
       const want = { txid: ticket.commit?.txid ?? 0, epoch: ticket.commit?.epoch ?? 0 };
-      let outcome: { ok: true; result: T } | { ok: false; txid: number } = { ok: false, txid: -1 };
+      let outcome: { ok: true; result: T } | { ok: false; txid: number; epoch: number } = { ok: false, txid: -1, epoch: -1 };
       try {
         const v = this.validatedAt;
         if (attempt > 0 || !v || v.txid !== want.txid || v.epoch !== want.epoch) this.conns.reopenReadOnly();
@@ -50,22 +51,28 @@ export class LocklessReads {
         return outcome.result;
       }
       this.validatedAt = null;
-      last = { txid: outcome.ok ? want.txid : outcome.txid, want: want.txid };
-      if (Date.now() > deadline) throw new StaleViewError(last.txid, last.want, this.timeoutMs);
+      last = outcome.ok
+        ? { txid: want.txid, want: want.txid, epoch: want.epoch, wantEpoch: want.epoch }
+        : { txid: outcome.txid, want: want.txid, epoch: outcome.epoch, wantEpoch: want.epoch };
+      if (monotonicNow() > deadline) {
+        // epoch -1: the last attempt hit a storage error before reading the meta row.
+        const epochs = last.epoch >= 0 ? { local: last.epoch, published: last.wantEpoch } : undefined;
+        throw new StaleViewError(last.txid, last.want, this.timeoutMs, epochs);
+      }
       await new Promise((r) => setTimeout(r, Math.min(200, 10 * (attempt + 1))));
     }
   }
 
   private once<T>(
     fn: (conn: Database.Database) => T, want: { txid: number; epoch: number }, enter: () => void, leave: () => void,
-  ): { ok: true; result: T } | { ok: false; txid: number } {
+  ): { ok: true; result: T } | { ok: false; txid: number; epoch: number } {
     const conn = this.conns.ro;
     conn.exec('BEGIN');
     enter();
     try {
       const meta = readMeta(conn);
       // Registered readers exclude writers, so the file must hold exactly the published commit.
-      if (meta.txid !== want.txid || meta.epoch !== want.epoch) return { ok: false, txid: meta.txid };
+      if (meta.txid !== want.txid || meta.epoch !== want.epoch) return { ok: false, txid: meta.txid, epoch: meta.epoch };
       const result = fn(conn);
       if (result && typeof (result as { then?: unknown }).then === 'function') {
         throw new TypeError('the read function returned a promise: it must be synchronous');

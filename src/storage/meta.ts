@@ -44,9 +44,37 @@ export function ensureMetaTable(conn: Database.Database): void {
   conn.exec(
     `CREATE TABLE IF NOT EXISTS ${META_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), ` +
       // WITHOUT ROWID: creating the row must not change the connection's last_insert_rowid.
-      'fence INTEGER NOT NULL, txid INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;' +
+      'fence INTEGER NOT NULL, txid INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0, dbid TEXT) WITHOUT ROWID;' +
       `INSERT OR IGNORE INTO ${META_TABLE} (id, fence, txid, epoch) VALUES (1, 0, 0, 0)`,
   );
+  // Meta tables written before database identities have no dbid column yet.
+  if (!hasDbidColumn(conn)) conn.exec(`ALTER TABLE ${META_TABLE} ADD COLUMN dbid TEXT`);
+}
+
+function hasDbidColumn(conn: Database.Database): boolean {
+  return (conn.prepare(`SELECT name FROM pragma_table_info('${META_TABLE}')`).pluck().all() as string[]).includes('dbid');
+}
+
+/** The meta row as a new holder sees it before writing: whether it exists, and the database id. */
+export interface StoredMeta extends Meta {
+  hasMeta: boolean;
+  dbid: string | null;
+}
+
+/** Reads the meta row with its database id, writing nothing (a missing table or column reads as absent). */
+export function readStoredMeta(conn: Database.Database): StoredMeta {
+  const has = conn.prepare(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '${META_TABLE}'`).pluck().get();
+  if (!has) return { hasMeta: false, dbid: null, fence: 0, txid: 0, epoch: 0 };
+  const cols = hasDbidColumn(conn) ? 'fence, txid, epoch, dbid' : 'fence, txid, epoch, NULL AS dbid';
+  const row = conn.prepare(`SELECT ${cols} FROM ${META_TABLE} WHERE id = 1`).get() as Omit<StoredMeta, 'hasMeta'> | undefined;
+  return row ? { hasMeta: true, ...row } : { hasMeta: false, dbid: null, fence: 0, txid: 0, epoch: 0 };
+}
+
+/** The new holder's first transaction (H5): raise the stored fence to ours, set the file's epoch and, if given, the database id. */
+export function claimFence(conn: Database.Database, fence: number, epoch: number, dbid: string | null): void {
+  ensureMetaTable(conn);
+  if (dbid === null) conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, epoch = ? WHERE id = 1`).run(fence, epoch);
+  else conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, epoch = ?, dbid = ? WHERE id = 1`).run(fence, epoch, dbid);
 }
 
 const selectByConn = new WeakMap<Database.Database, Database.Statement<[], Meta>>();
@@ -64,11 +92,6 @@ export function readMeta(conn: Database.Database): Meta {
     if (/no such table/.test((err as Error).message)) return { ...NO_META };
     throw err;
   }
-}
-
-/** The new holder's first transaction (H5): raise the stored fence to ours and set the file's epoch. */
-export function claimFence(conn: Database.Database, fence: number, epoch: number): void {
-  conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, epoch = ? WHERE id = 1`).run(fence, epoch);
 }
 
 /** Whether the file has the meta table (a database nobody wrote through sqlite-ha has none). */

@@ -9,13 +9,25 @@
  * db.write() (tryBegin between event-loop turns) and synchronously, slice by slice, by the
  * better-sqlite3 surface (begin()).
  */
+import { monotonicNow } from '../clock';
 import type Database from 'better-sqlite3';
-import { ClosedError, CommitOutcomeUnknownError, FencedError, LeaseLostError } from '../errors';
+import { ClosedError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError } from '../errors';
 import type { Lease } from '../coordinator/types';
 import { isBusy, isStorageFailure } from '../storage/sqlite-errors';
-import { claimFence, ensureMetaTable, MetaStatements } from '../storage/meta';
+import { claimFence, MetaStatements, readStoredMeta } from '../storage/meta';
 
 export type BeginMode = 'IMMEDIATE' | 'EXCLUSIVE';
+
+/**
+ * What the file must show before the holder's first transaction writes anything (H4, issue 10
+ * defect 5): a view at least as new as the published commit, and the database id decided by the
+ * caller (written into the meta row when `writeDbid`).
+ */
+export interface FenceExpectations {
+  publishedTxid: number;
+  dbid: string | null;
+  writeDbid: boolean;
+}
 
 export interface FencedHooks {
   /**
@@ -37,11 +49,12 @@ export class FencedTransactions {
   /** Opens the fenced path, retrying the fence-raising transaction asynchronously while the file is busy. */
   static async create(
     conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number, newEpoch?: number,
+    expect?: FenceExpectations,
   ): Promise<FencedTransactions> {
     const deadline = Date.now() + busyTimeoutMs;
     for (;;) {
       try {
-        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch);
+        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch, expect);
       } catch (err) {
         if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
         await new Promise((r) => setTimeout(r, 20));
@@ -56,15 +69,25 @@ export class FencedTransactions {
     private readonly hooks: FencedHooks,
     private readonly busyTimeoutMs = 5000,
     newEpoch?: number,
+    expect?: FenceExpectations,
   ) {
     conn.exec('BEGIN IMMEDIATE');
     try {
-      ensureMetaTable(conn);
-      const stored = new MetaStatements(conn).read();
+      // Everything is checked before the first write: a refused file stays exactly as it was.
+      const stored = readStoredMeta(conn);
       if (stored.fence > lease.fence) throw new FencedError(lease.fence, stored.fence);
+      if (expect && stored.txid < expect.publishedTxid) throw new StaleViewError(stored.txid, expect.publishedTxid, 0);
+      if (expect?.dbid && stored.dbid !== null && stored.dbid !== expect.dbid) {
+        throw new DatabaseIdentityError(`the file became database ${stored.dbid} while this node was taking it over as ${expect.dbid}`,
+          { fileId: stored.dbid, recordedId: expect.dbid });
+      }
       this.epoch = newEpoch ?? stored.epoch;
-      claimFence(conn, lease.fence, this.epoch);
       this.lastTxid = stored.txid;
+      // The fence-raising transaction is a commit too (a takeover may have taken long): same check.
+      if (!lease.valid || monotonicNow() >= lease.commitDeadline) {
+        throw new LeaseLostError('the commit deadline passed before the fence-raising transaction could commit');
+      }
+      claimFence(conn, lease.fence, this.epoch, expect?.writeDbid ? expect.dbid : null);
       conn.exec('COMMIT');
     } catch (err) {
       if (conn.inTransaction) conn.exec('ROLLBACK');
@@ -187,10 +210,10 @@ export class FencedTransactions {
     // The handle closed its connections (close() is synchronous, like better-sqlite3's).
     if (!this.conn.open) throw new ClosedError();
     if (!this.lease.valid) throw new LeaseLostError('the lease was released or lost');
-    const now = Date.now();
+    const now = monotonicNow();
     if (now >= this.lease.commitDeadline) {
       const err = new LeaseLostError(
-        `the commit deadline passed ${now - this.lease.commitDeadline} ms ago (no keep-alive acknowledged in time)`,
+        `the commit deadline passed ${Math.round(now - this.lease.commitDeadline)} ms ago (no keep-alive acknowledged in time)`,
       );
       this.hooks.onLeaseGone(err);
       throw err;

@@ -3,12 +3,15 @@
  * Coordinator the test scripts (fences, commit record, validity, deadline) and whose calls it
  * inspects. They implement the real interfaces, so the compiler checks them against the library.
  */
+import { monotonicNow } from '../../src/clock';
+import type { RecordedIdentity } from '../../src/storage/identity';
 import { EventEmitter } from 'events';
 import type { CommitRecord, Coordinator, Lease, LeaseEventKind } from '../../src/coordinator/types';
 
 export class ScriptedLease extends EventEmitter implements Lease {
   commitDeadline = Number.MAX_SAFE_INTEGER;
-  expiresAt = Date.now() + 60_000;
+  expiresAt = monotonicNow() + 60_000;
+  readonly identity = null;
   valid = true;
   hasWaiters = false;
   /** Every record publishCommit() was given. */
@@ -20,6 +23,9 @@ export class ScriptedLease extends EventEmitter implements Lease {
     super();
   }
 
+  async recordIdentity(identity: RecordedIdentity): Promise<RecordedIdentity> {
+    return identity;
+  }
   async publishCommit(record: CommitRecord): Promise<boolean> {
     this.published.push(record);
     return this.valid;
@@ -50,6 +56,9 @@ export class ScriptedCoordinator implements Coordinator {
   }
   async readCommit(): Promise<CommitRecord | null> {
     return this.commit;
+  }
+  async readIdentity(): Promise<RecordedIdentity | null> {
+    return null;
   }
   async currentHolder(): Promise<string | null> {
     return null;

@@ -3,6 +3,7 @@
  * raised on construction and checked inside every transaction (HAZARDS H5); the commit deadline
  * and lease validity are checked before BEGIN and before COMMIT (H6); the work is synchronous.
  */
+import { monotonicNow } from '../../src/clock';
 import type Database from 'better-sqlite3';
 import { FencedError, LeaseLostError } from '../../src/errors';
 import { ConnectionSettings, openReadOnly, openReadWrite, prepareFile } from '../../src/storage/connection';
@@ -259,7 +260,7 @@ describe('lease checks (H6)', () => {
 
   test('commit deadline already passed: LeaseLostError before BEGIN', () => {
     const { conn, tx, lease } = setup();
-    lease.commitDeadline = Date.now() - 1;
+    lease.commitDeadline = monotonicNow() - 1;
     const fn = jest.fn();
     expect(() => tx.run(fn)).toThrow(/commit deadline passed/);
     expect(fn).not.toHaveBeenCalled();
@@ -272,7 +273,7 @@ describe('lease checks (H6)', () => {
     try {
       tx.run(() => {
         conn.prepare('INSERT INTO t VALUES (1)').run();
-        lease.commitDeadline = Date.now() - 5; // e.g. no keep-alive acknowledged in time
+        lease.commitDeadline = monotonicNow() - 5; // e.g. no keep-alive acknowledged in time
       });
     } catch (err) {
       caught = err;

@@ -21,7 +21,11 @@ class FakeLease extends EventEmitter implements Lease {
   valid = true;
   hasWaiters = false;
   commitAtAcquire = null;
+  identity = null;
   calls: Call[] = [];
+  async recordIdentity<I>(identity: I): Promise<I> {
+    return identity;
+  }
   publishCommit(record: CommitRecord): Promise<boolean> {
     return new Promise((resolve, reject) => this.calls.push({ record, resolve, reject }));
   }

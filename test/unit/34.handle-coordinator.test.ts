@@ -4,6 +4,7 @@
  * read demands, and how the handle drops a lease that a newer holder fenced (H5) or whose commit
  * deadline passed (H6). The database file is real; only the coordinator is scripted.
  */
+import { monotonicNow } from '../../src/clock';
 import Database from 'better-sqlite3';
 import type { CommitRecord } from '../../src/coordinator/types';
 import { HADatabase } from '../../src/handle/database';
@@ -72,8 +73,11 @@ describe('commit records (H4)', () => {
     expect(Math.max(...coord.last.published.map((r) => r.txid))).toBe(storedMeta().txid);
   });
 
-  test('a holder starts from the published commit: its view must include it (stale view refused)', async () => {
+  test('a holder starts from the published commit: its view must include it (stale view refused, nothing written)', async () => {
     const { db, coord } = openScripted();
+    await db.write((c) => c.exec('CREATE TABLE t (x)'));
+    await db.release();
+    const before = storedMeta();
     coord.commit = { txid: 50, fence: 9, node: 'elsewhere', time: Date.now() };
     coord.nextFence = 10;
     const err = await db.write(() => 1).catch((e) => e);
@@ -81,6 +85,16 @@ describe('commit records (H4)', () => {
     expect(err.code).toBe('SQLITE_HA_STALE_VIEW');
     expect(coord.last.valid).toBe(false); // the lease was given back
     expect(db.lease.held).toBe(false);
+    expect(storedMeta()).toEqual(before); // freshness is checked before the fence is raised
+  });
+
+  test('an empty file where commits are published is not this database: refused, nothing written', async () => {
+    const { db, coord } = openScripted();
+    coord.commit = { txid: 50, fence: 9, node: 'elsewhere', time: Date.now() };
+    coord.nextFence = 10;
+    const err = await db.write(() => 1).catch((e) => e);
+    expect(err.code).toBe('SQLITE_HA_DATABASE_IDENTITY');
+    expect(coord.last.valid).toBe(false);
   });
 
   // BUG (src/handle/*.ts write(), the line `if (Date.now() >= busyDeadline) return
@@ -165,7 +179,7 @@ describe('losing the lease', () => {
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
     const lease = coord.last;
-    lease.commitDeadline = Date.now() - 1;
+    lease.commitDeadline = monotonicNow() - 1;
     const txid = storedMeta().txid;
     let err: unknown;
     try {

@@ -47,6 +47,8 @@ export interface Settings {
   sshfsWriteSliceMs: number;
   /** Also the slice of the plain etcd round-trip side in both rotations. */
   sshfsReadSliceMs: number;
+  /** Lockless unclean takeover on sshfs: database sizes (MB), one trial each. */
+  takeoverSizesMb: number[];
 }
 
 export const QUICK: Settings = {
@@ -71,6 +73,7 @@ export const QUICK: Settings = {
   sshfsRounds: 1,
   sshfsWriteSliceMs: 120,
   sshfsReadSliceMs: 80,
+  takeoverSizesMb: [10, 100],
 };
 
 export const FULL: Settings = {
@@ -95,6 +98,7 @@ export const FULL: Settings = {
   sshfsRounds: 1,
   sshfsWriteSliceMs: 300,
   sshfsReadSliceMs: 150,
+  takeoverSizesMb: [10, 100, 1024],
 };
 
 export interface BenchContext {

@@ -7,7 +7,9 @@
  *   --quick            short runs (the whole run stays under a minute)
  *   --only a,b         run only these benchmarks: etcd, writes, reads, contention, failover,
  *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
- *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client)
+ *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client),
+ *                      takeover (lockless unclean takeover by file size, on sshfs; not in the
+ *                      default set: minutes per run)
  *   --json             print the results document on stdout
  *   --dir DIR          where the database files go (default: a temp dir under os.tmpdir());
  *                      point it at the shared file system you deploy on
@@ -32,6 +34,7 @@ import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
 import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
+import { benchTakeover } from './takeover';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
 import { benchWrites } from './writes';
@@ -46,13 +49,18 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   scaling: benchScaling,
   sshfs: benchSshfs,
   serve: benchServe,
+  takeover: benchTakeover,
 };
+
+/** Benchmarks that run only when named in --only (minutes per run). */
+const OPT_IN = new Set(['takeover']);
 
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
-                     serve (sqlite-ha serve through @libsql/client over loopback)
+                     serve (sqlite-ha serve through @libsql/client over loopback),
+                     takeover (lockless unclean takeover by file size on sshfs; only when named)
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)
   --out DIR          where the results JSON goes (default: tools/bench/results); --no-save skips it
@@ -141,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
   const out = opts.json ? process.stderr : process.stdout;
   const log = (msg: string) => process.stderr.write(`${msg}\n`);
   const dir = opts.dir ? fs.mkdtempSync(path.join(opts.dir, 'sqlite-ha-bench-')) : fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-bench-'));
-  const selected = opts.only ?? Object.keys(BENCHMARKS);
+  const selected = opts.only ?? Object.keys(BENCHMARKS).filter((b) => !OPT_IN.has(b));
   const figures: Figure[] = [];
   const errors: { bench: string; message: string }[] = [];
   log(`sqlite-ha bench (${opts.quick ? 'quick' : 'full'}): ${selected.join(', ')}; databases in ${dir}`);

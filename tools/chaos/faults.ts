@@ -11,17 +11,26 @@
  *              partition-node    the same for a node picked by the seed
  *   etcd       etcd-kill-leader  SIGKILL the etcd leader, restart it with its data after holdMs
  *              etcd-pause-member SIGSTOP an etcd member (leader or follower), then SIGCONT
+ *   storage    stale-mover       SIGKILL the holder (an unclean hand-over), then SIGSTOP its successor
+ *                                in the middle of its takeover (lockless: waiting out the old lease or
+ *                                moving the file) past its own TTL; a third node takes over; SIGCONT
+ *              mount-missing     restart a node on the path its mount point has when the filesystem
+ *                                is not mounted (an empty directory): open() must refuse, creating nothing
+ *              mixed-mounts      restart a node in the other storage mode (as if it mounted the export
+ *                                with other lock options): open() must refuse it
  *
  * Targets that depend on the run (who holds the lease, who leads etcd) are looked up at injection
  * time; everything else is fixed by the seed. Every fault is undone before the next one starts and
  * undoAll() puts everything back at the end.
  */
+import * as fs from 'fs';
 import type { ChaosEtcd } from './cluster';
 import type { ChaosNetwork } from './netns';
+import type { WorkerConfig } from './node-worker';
 import type { NodeManager } from './nodes';
 import { Prng } from './prng';
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition', 'etcd'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'etcd', 'storage'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_TYPES = {
@@ -29,6 +38,7 @@ export const FAULT_TYPES = {
   pause: ['pause-holder', 'pause-mid-txn'],
   partition: ['partition-holder', 'partition-node'],
   etcd: ['etcd-kill-leader', 'etcd-pause-member'],
+  storage: ['stale-mover', 'mount-missing', 'mixed-mounts'],
 } as const;
 export type FaultType = (typeof FAULT_TYPES)[FaultKind][number];
 
@@ -82,8 +92,11 @@ export function parseFaultKinds(spec: string): FaultKind[] {
 
 /** Rough length of a fault including the gap and recovery, for fitting a schedule into the run. */
 export function estimateMs(f: PlannedFault, ttlMs: number): number {
-  const recovery = f.kind === 'kill' ? ttlMs + 1000 : 1000;
-  return f.gapMs + f.holdMs + recovery;
+  const recovery = f.kind === 'kill' || f.type === 'stale-mover' ? ttlMs + 1000 : 1000;
+  // stale-mover first waits for the dead holder's lease to expire; the refusal faults start the
+  // node twice (refused, then normal) and wait for each.
+  const before = f.type === 'stale-mover' ? ttlMs + 500 : f.type === 'mount-missing' || f.type === 'mixed-mounts' ? 2500 : 0;
+  return f.gapMs + before + f.holdMs + recovery;
 }
 
 /**
@@ -140,11 +153,25 @@ function holdFor(type: FaultType, ttlMs: number, prng: Prng): number {
       return prng.int(1200, 2500);
     case 'etcd-pause-member':
       return prng.int(1500, 3000);
+    case 'stale-mover':
+      return 2 * ttlMs + prng.int(1000, 2500); // the successor's own lease runs out, a third node waits it out
+    case 'mount-missing':
+    case 'mixed-mounts':
+      return prng.int(300, 800); // how long the refused node stays down
   }
+}
+
+/** What the storage faults need to know about where the database lives. */
+export interface StorageFaultContext {
+  /** The storage mode every node runs in. */
+  locks: 'trusted' | 'none';
+  /** Node i's database path when its filesystem is not mounted (an empty directory stands in). */
+  unmountedPath(i: number): string;
 }
 
 export interface FaultContext {
   nodes: NodeManager;
+  storage: StorageFaultContext;
   net: ChaosNetwork;
   etcd: ChaosEtcd;
   log: (msg: string) => void;
@@ -317,6 +344,68 @@ export class FaultRunner {
           await sleep(f.holdMs);
           etcd.signal(m, 'SIGCONT');
           this.pausedMembers.delete(m);
+          rec.healAt = Date.now();
+          break;
+        }
+        case 'stale-mover': {
+          const t = await this.holderOrPick(f.roll);
+          const old = nodes.node(t.index);
+          await nodes.kill(t.index);
+          // The successor holds once the dead lease expires (≤ TTL); catch it inside its takeover.
+          let succ: number | null = null;
+          const until = Date.now() + 2 * ttlMs + 3000;
+          while (succ === null && Date.now() < until) {
+            const h = await this.ctx.etcd.holder();
+            const idx = h ? nodes.byPid(h.pid) ?? nodes.byNodeId(h.node) : null;
+            if (idx !== null && idx !== t.index && nodes.isAlive(idx)) succ = idx;
+            else await sleep(20);
+          }
+          nodes.start(t.index);
+          if (succ === null) {
+            rec.target = old.nodeId;
+            rec.detail = `SIGKILL ${old.nodeId}; no successor took the lease within ${2 * ttlMs + 3000} ms: not injected`;
+            rec.injectAt = rec.healAt = Date.now();
+            break;
+          }
+          rec.target = nodes.node(succ).nodeId;
+          rec.injectAt = Date.now();
+          nodes.signal(succ, 'SIGSTOP');
+          rec.injected = true;
+          rec.detail = `SIGKILL holder ${old.nodeId}, then SIGSTOP its successor mid-takeover for ${f.holdMs} ms (TTL ${ttlMs} ms)`;
+          await sleep(f.holdMs);
+          nodes.signal(succ, 'SIGCONT');
+          rec.healAt = Date.now();
+          break;
+        }
+        case 'mount-missing':
+        case 'mixed-mounts': {
+          const i = this.pick(f.roll);
+          const n = nodes.node(i);
+          rec.target = n.nodeId;
+          await nodes.kill(i);
+          const other: 'trusted' | 'none' = this.ctx.storage.locks === 'none' ? 'trusted' : 'none';
+          const override: Partial<WorkerConfig> = f.type === 'mount-missing'
+            ? { db: this.ctx.storage.unmountedPath(i), expectLocks: undefined }
+            : { locks: other, expectLocks: other };
+          rec.injectAt = Date.now();
+          nodes.start(i, override, true);
+          rec.injected = true;
+          const refused = await nodes.waitEvent(i, (e) => e.ev === 'fatal' || e.ev === 'ready', 20000);
+          const want = f.type === 'mount-missing' ? 'SQLITE_HA_DATABASE_IDENTITY' : 'SQLITE_HA_MIXED_MODES';
+          const what = f.type === 'mount-missing' ? `on ${override.db} (no filesystem mounted)` : `with locks: '${other}'`;
+          if (refused?.event.ev === 'fatal' && refused.event.code === want) {
+            rec.detail = `restarted ${n.nodeId} ${what}: refused (${want}); back to normal after ${f.holdMs} ms`;
+          } else {
+            rec.error = `restarted ${n.nodeId} ${what}: expected ${want}, got ${refused ? `${refused.event.ev} ${String(refused.event.code ?? '')} ${String(refused.event.message ?? '')}` : 'nothing within 20 s'}`;
+          }
+          if (f.type === 'mount-missing' && fs.existsSync(override.db as string)) {
+            rec.error = `${rec.error ? `${rec.error}; ` : ''}open() created ${override.db} although etcd records the database`;
+          }
+          await nodes.kill(i);
+          await sleep(f.holdMs);
+          const back = nodes.waitEvent(i, (e) => e.ev === 'ready' || e.ev === 'fatal', 20000);
+          nodes.start(i);
+          await back; // running again (or its failure logged) before the next fault or the stop
           rec.healAt = Date.now();
           break;
         }

@@ -11,6 +11,7 @@
  * Needs root (network namespaces) and etcd/etcdctl on PATH; --fs sshfs also sshfs, sshd, ssh-keygen
  * and /dev/fuse. docs/CHAOS.md explains the rest.
  */
+import Database from 'better-sqlite3';
 import { spawnSync } from 'child_process';
 import { Command, InvalidArgumentError } from 'commander';
 import * as fs from 'fs';
@@ -42,12 +43,16 @@ export interface ChaosOptions {
   report: string | null;
   ttlMs: number;
   quiet: boolean;
+  /** Ballast pages written into the database before the nodes start (MB): large-file takeovers. */
+  dbMb: number;
 }
 
 /** Timing of every node; TTL 2 s (etcd's minimum) keeps fault windows short. */
 const LEASE = { safetyMarginMs: 500, idleReleaseMs: 300, acquireTimeoutMs: 8000, rpcTimeoutMs: 1000, busyTimeoutMs: 5000 };
 const BANK: BankConfig = { accounts: 5, initialBalance: 100 };
 const RECOVERY_BOUND_MS = 15000;
+/** A lockless unclean takeover copies the file: the bound grows by this much per MB of ballast (~16 MB/s). */
+const RECOVERY_MS_PER_MB = 60;
 const SETTLE_MS = 1000;
 const STOP_GRACE_MS = 12000;
 
@@ -84,6 +89,7 @@ export function parseArgs(argv: string[]): ChaosOptions {
     .option('--dir <dir>', 'working directory (default: a new temp dir)')
     .option('--keep', 'keep the working directory (it is always kept when a check fails)', false)
     .option('--quiet', 'no progress lines on stderr', false)
+    .option('--db-mb <n>', 'grow the database by about n MB of ballast pages before the nodes start (large-file takeovers)', parseIntFlag(0, 8192), 0)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
@@ -113,7 +119,22 @@ export function parseArgs(argv: string[]): ChaosOptions {
     report: o.report ?? null,
     ttlMs: o.ttl,
     quiet: Boolean(o.quiet),
+    dbMb: o.dbMb,
   };
+}
+
+/** Zero-filled blob pages in a table of their own (the checker reads only the workload's tables). */
+function growDatabase(file: string, mb: number): void {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = TRUNCATE');
+    db.pragma('synchronous = OFF');
+    db.exec('CREATE TABLE IF NOT EXISTS ballast (id INTEGER PRIMARY KEY, b BLOB)');
+    const ins = db.prepare('INSERT INTO ballast (b) VALUES (zeroblob(?))');
+    for (let left = mb; left > 0; left -= 50) ins.run(Math.min(50, left) * 2 ** 20);
+  } finally {
+    db.close();
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -162,6 +183,7 @@ async function runInDir(
   log(`network: bridge ${net.bridge} ${net.hostAddr}/24, namespaces ${net.nodes.map((n) => `${n.ns}=${n.addr}`).join(' ')}`);
 
   const prefix = `/chaos-${process.pid}`;
+  const recoveryBound = RECOVERY_BOUND_MS + (opts.fs === 'sshfs' ? opts.dbMb * RECOVERY_MS_PER_MB : 0);
   const dbName = 'chaos.db';
   // local: one file in the work dir. sshfs: one export, mount 0 for the harness's own setup, mount
   // i for node i (each its own "host": locks through one mount are invisible through the others);
@@ -186,6 +208,13 @@ async function runInDir(
   etcd = await ChaosEtcd.start(net.hostAddr, 3, etcdDir, prefix, dbName);
   log(`etcd: ${etcd.endpoints.join(' ')}`);
 
+  // Ballast for large-file runs, written on the server's disk before any node (fast; no meta row
+  // yet: the setup below is the database's first holder).
+  if (opts.dbMb > 0) {
+    const t0 = Date.now();
+    growDatabase(finalDbFile, opts.dbMb);
+    log(`ballast: ${opts.dbMb} MB in ${Date.now() - t0} ms (${(fs.statSync(finalDbFile).size / 2 ** 20).toFixed(0)} MB file)`);
+  }
   // The schema and the accounts, written through the library like everything else.
   const setupDb = await open(dbFile, {
     coordinator: { kind: 'etcd', endpoints: etcd.endpoints, prefix },
@@ -247,7 +276,15 @@ async function runInDir(
   // Faults.
   const plan = planSchedule(opts.seed, opts.faults, opts.durationMs, opts.ttlMs);
   log(`schedule (seed ${opts.seed}): ${plan.map((f) => `${f.type}/${f.holdMs}ms`).join(', ') || 'no faults'}`);
-  const runner = new FaultRunner({ nodes, net, etcd, log, recoveryBoundMs: RECOVERY_BOUND_MS });
+  // mount-missing: what node i's mount point looks like when its filesystem is not mounted.
+  const unmountedPath = (i: number) => {
+    const d = path.join(dir, 'unmounted', `mnt-${i}`);
+    fs.mkdirSync(d, { recursive: true });
+    return path.join(d, dbName);
+  };
+  const runner = new FaultRunner({
+    nodes, net, etcd, log, recoveryBoundMs: recoveryBound, storage: { locks: expectLocks, unmountedPath },
+  });
   const faultsStart = Date.now();
   const endAt = faultsStart + opts.durationMs;
   cleanup.add('undo faults', () => net?.healAll());
@@ -262,7 +299,7 @@ async function runInDir(
   log('faults undone; settling');
   const settleFrom = Date.now();
   await sleep(SETTLE_MS);
-  const settled = (await nodes.waitAckAfter(settleFrom, RECOVERY_BOUND_MS)) !== null;
+  const settled = (await nodes.waitAckAfter(settleFrom, recoveryBound)) !== null;
   const runEnd = Date.now();
   log('stopping nodes');
   await nodes.stopAll(STOP_GRACE_MS);
@@ -280,11 +317,11 @@ async function runInDir(
   const hist = readHistoryFiles(files);
   const finalDb = readFinalDb(finalDbFile);
   const result = check(hist.ops, finalDb, BANK);
-  const avail = checkAvailability(runner.records, hist.ops, RECOVERY_BOUND_MS, runEnd);
+  const avail = checkAvailability(runner.records, hist.ops, recoveryBound, runEnd);
   const violations = [...result.violations, ...avail.violations];
   const counts = { ...result.counts, ...(avail.violations.length ? { availability: avail.violations.length } : {}) };
   if (!settled) {
-    violations.push({ check: 'availability', kind: 'availability', message: `no write succeeded within ${RECOVERY_BOUND_MS} ms after every fault was undone` });
+    violations.push({ check: 'availability', kind: 'availability', message: `no write succeeded within ${recoveryBound} ms after every fault was undone` });
     counts.availability = (counts.availability ?? 0) + 1;
   }
   const committedOps = new Set(finalDb.commits.map((c) => c.opid));

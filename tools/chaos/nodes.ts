@@ -68,15 +68,18 @@ export class NodeManager {
     return Boolean(p && p.exitCode === null && p.signalCode === null);
   }
 
-  /** Starts (or restarts, as the next incarnation) node i. */
-  start(i: number): NodeProc {
+  /**
+   * Starts (or restarts, as the next incarnation) node i; `override` changes its config for this
+   * incarnation, and `refusalExpected` marks a start that open() should refuse (its exit is no surprise).
+   */
+  start(i: number, override: Partial<WorkerConfig> = {}, refusalExpected = false): NodeProc {
     const n = this.node(i);
     if (this.isAlive(i)) throw new Error(`node ${n.nodeId} is still running`);
     n.incarnation++;
     n.paused = false;
     n.leaseHeld = false;
     n.stderrTail = '';
-    const cfg = this.configFor(i, n.incarnation);
+    const cfg = { ...this.configFor(i, n.incarnation), ...override };
     const script = path.join(__dirname, 'node-worker.js');
     const [cmd, ...pre] = this.execPrefix(i);
     const logFd = fs.openSync(path.join(this.logDir, `${n.nodeId}.log`), 'a');
@@ -121,7 +124,7 @@ export class NodeManager {
       n.stderrTail = (n.stderrTail + d.toString()).slice(-4000);
     });
     proc.once('exit', (code, sig) => {
-      if (n.proc === proc && code !== 0 && sig !== 'SIGKILL') {
+      if (n.proc === proc && code !== 0 && sig !== 'SIGKILL' && !refusalExpected) {
         this.unexpectedExits.push(`${n.nodeId}#${n.incarnation} code=${code} signal=${sig}: ${n.stderrTail.trim().split('\n').slice(-3).join(' | ')}`);
         this.log(`${n.nodeId}#${n.incarnation} exited code=${code} signal=${sig} ${n.stderrTail.trim().split('\n').slice(-3).join(' | ')}`);
       }

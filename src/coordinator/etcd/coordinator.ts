@@ -2,6 +2,7 @@
  * The etcd Coordinator: grant a session, queue on the Mutex, and hand back an EtcdLease. Also
  * writes the bookkeeping the CLI reads (info, hand-over history); none of that is on the write path.
  */
+import { monotonicNow } from '../../clock';
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
 import { waitKeysGone } from './mutex';
@@ -12,6 +13,7 @@ import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd 
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { Session } from './session';
+import type { RecordedIdentity } from '../../storage/identity';
 
 export interface EtcdCoordinatorSettings {
   options: ResolvedEtcdCoordinator;
@@ -34,13 +36,13 @@ export class EtcdCoordinator implements GatedCoordinator {
   }
 
   async acquire(opts: AcquireOptions): Promise<GatedLease> {
-    const startedAt = Date.now();
+    const startedAt = monotonicNow();
     const deadline = startedAt + opts.timeoutMs;
     let session: Session | null = null;
     try {
       // One session serves this node's successive tenures, while it has life left; a lost,
       // revoked or expiring one (e.g. after this process was paused) is replaced.
-      const reusable = this.writer?.alive && Date.now() < this.writer.commitDeadline ? this.writer : null;
+      const reusable = this.writer?.alive && monotonicNow() < this.writer.commitDeadline ? this.writer : null;
       if (!reusable && this.writer) void this.writer.revoke().catch(() => undefined);
       session = reusable ?? (await retryUntil(deadline, () => Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs)));
       this.writer = session;
@@ -55,7 +57,7 @@ export class EtcdCoordinator implements GatedCoordinator {
       // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
       // the first write does not pay for setting it up. Without it the lease still goes when idle.
       void lease.watchQueue().catch(() => undefined);
-      void this.recordAcquisition(held, Date.now() - startedAt);
+      void this.recordAcquisition(held, Math.round(monotonicNow() - startedAt));
       return lease;
     } catch (err) {
       // Never leak a waiter key: revoking the session deletes it (the next acquire grants anew).
@@ -77,6 +79,11 @@ export class EtcdCoordinator implements GatedCoordinator {
     return ownerNode(this.client, this.keys);
   }
 
+  async readIdentity(): Promise<RecordedIdentity | null> {
+    const res = await etcdCall('identity read', () => this.client.kv.range({ key: Buffer.from(this.keys.identity) }));
+    return parseJson<RecordedIdentity>(res.kvs[0]?.value);
+  }
+
   async close(): Promise<void> {
     const writer = this.writer;
     this.writer = null;
@@ -91,7 +98,9 @@ export class EtcdCoordinator implements GatedCoordinator {
   private async recordAcquisition(held: Held, waitedMs: number): Promise<void> {
     try {
       const now = Date.now();
-      const info: DatabaseInfo = { ...this.s.info, node: this.s.nodeId, leaseTtlMs: this.s.leaseTtlMs };
+      const info: DatabaseInfo = {
+        ...this.s.info, node: this.s.nodeId, leaseTtlMs: this.s.leaseTtlMs, ...(held.identity ? { id: held.identity.id } : {}),
+      };
       const prev = held.previous;
       const record: HandoverRecord = {
         fence: held.revision,
@@ -208,7 +217,7 @@ async function retryUntil<T>(deadline: number, fn: () => Promise<T>): Promise<T>
     try {
       return await beforeDeadline(fn(), deadline);
     } catch (err) {
-      if (!(err instanceof CoordinatorUnavailableError) || Date.now() + delayMs >= deadline) {
+      if (!(err instanceof CoordinatorUnavailableError) || monotonicNow() + delayMs >= deadline) {
         if (err instanceof SqliteHaError) throw err;
         throw new CoordinatorUnavailableError(String(err), { cause: err });
       }
@@ -223,7 +232,7 @@ function beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(
       () => reject(new CoordinatorUnavailableError('etcd did not answer before acquireTimeoutMs')),
-      Math.max(0, deadline - Date.now()),
+      Math.max(0, deadline - monotonicNow()),
     );
     p.then(
       (v) => (clearTimeout(t), resolve(v)),

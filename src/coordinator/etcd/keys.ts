@@ -8,6 +8,8 @@
  *   <prefix>/<db>/commit               JSON CommitRecord of the last commit, written only while
  *                                      the writer's lock key exists.
  *   <prefix>/<db>/info                 JSON DatabaseInfo written by each holder on acquire.
+ *   <prefix>/<db>/identity             JSON RecordedIdentity {id,locks,path,node,mount}: created once,
+ *                                      by the database's first holder, never overwritten.
  *   <prefix>/<db>/holder               JSON HolderRecord, written in the transaction that confirms
  *                                      ownership, before the holder touches the file.
  *   <prefix>/<db>/released             JSON HolderRecord of the last holder that let go cleanly.
@@ -46,6 +48,8 @@ export interface DatabaseInfo {
   journalMode: string;
   leaseTtlMs: number;
   node: string;
+  /** The database id (from the identity key), once known. */
+  id?: string;
 }
 
 /** One acquisition of the lease: from whom, why, and how long it took. */
@@ -98,6 +102,9 @@ export class Keys {
   }
   get info(): string {
     return `${this.root}/info`;
+  }
+  get identity(): string {
+    return `${this.root}/identity`;
   }
   get holder(): string {
     return `${this.root}/holder`;

@@ -8,20 +8,25 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { CommitRecord, GatedLease } from '../types';
 import { etcdCall } from './client';
-import { EventRecord, HolderRecord, Keys, prefixEnd } from './keys';
+import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd } from './keys';
 import { waitKeysGone } from './mutex';
 import type { Held } from './mutex';
 import type { Session } from './session';
+import type { RecordedIdentity } from '../../storage/identity';
 
 export class EtcdLease extends EventEmitter implements GatedLease {
   readonly fence: number;
   readonly commitAtAcquire: CommitRecord | null;
   readonly cleanHandover: boolean;
   readonly previousTtlMs: number | null;
+  readonly previousFence: number | null;
+  readonly identity: RecordedIdentity | null;
   private waiters = new Set<string>();
   private readonly onSessionLost = (reason: Error) => this.markLost(reason);
   private watcher: Watcher | null = null;
   private ended = false;
+  /** Mod revision of the gate this lease put last (null: none put, or opened since). */
+  private gateRevision: string | null = null;
 
   constructor(
     private readonly client: Etcd3,
@@ -35,6 +40,8 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     this.commitAtAcquire = held.commit;
     this.cleanHandover = held.cleanHandover;
     this.previousTtlMs = held.previous?.ttlMs ?? null;
+    this.previousFence = held.previous?.fence ?? null;
+    this.identity = held.identity;
     session.once('lost', this.onSessionLost);
   }
 
@@ -95,11 +102,27 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     const res = await etcdCall('commit publish', () =>
       this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
     );
+    if (res.succeeded && options.openGate) this.gateRevision = null;
     return res.succeeded;
   }
 
+  /**
+   * Deletes the gate only if it is still the one this lease put: a stale holder resuming on a
+   * failure path must not open the gate of the holder that replaced it (readers would register
+   * inside that holder's COMMIT, H3). Same lease id is not enough: the session outlives tenures.
+   */
   async openGate(): Promise<void> {
-    await this.client.kv.deleteRange({ key: Buffer.from(this.keys.gate) }).catch(() => undefined);
+    const rev = this.gateRevision;
+    if (rev === null) return;
+    this.gateRevision = null;
+    const gate = Buffer.from(this.keys.gate);
+    await this.client.kv
+      .txn({
+        compare: [{ key: gate, target: 'Mod', result: 'Equal', mod_revision: rev }],
+        success: [{ request_delete_range: { key: gate } }],
+        failure: [],
+      })
+      .catch(() => undefined);
   }
 
   async closeGate(deadline: number): Promise<void> {
@@ -117,6 +140,7 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       }),
     );
     if (!res.succeeded) throw new LeaseLostError('our lock key is gone (lease expired or revoked)');
+    this.gateRevision = res.header.revision;
     const pending = res.responses[1].response_range.kvs.map((kv) => kv.key.toString());
     if (pending.length === 0) return;
     const drained = await waitKeysGone(this.client, this.keys.readersPrefix, pending, Number(res.header.revision) + 1, deadline);
@@ -124,6 +148,21 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       await this.openGate();
       throw new CoordinatorUnavailableError(`${pending.length} registered reader(s) did not finish before the commit deadline`);
     }
+  }
+
+  async recordIdentity(identity: RecordedIdentity): Promise<RecordedIdentity> {
+    const key = Buffer.from(this.keys.identity);
+    const res = await etcdCall('identity record', () =>
+      this.client.kv.txn({
+        compare: [this.ownKeyExists, { key, target: 'Create', result: 'Equal', create_revision: 0 }],
+        success: [{ request_put: { key, value: Buffer.from(JSON.stringify(identity)) } }],
+        failure: [{ request_range: { key } }],
+      }),
+    );
+    if (res.succeeded) return identity;
+    const onRecord = parseJson<RecordedIdentity>(res.responses[0]?.response_range.kvs[0]?.value);
+    if (!onRecord) throw new LeaseLostError('our lock key is gone (lease expired or revoked) before the identity was recorded');
+    return onRecord;
   }
 
   reportEvent(kind: EventRecord['kind'], detail: string): void {

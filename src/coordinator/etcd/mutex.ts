@@ -4,9 +4,11 @@
  * lowest create revision under the prefix); then we wait for every key created before ours to be
  * deleted, watching only the newest of them each time.
  */
+import { monotonicNow } from '../../clock';
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, LeaseLostError } from '../../errors';
 import { etcdCall, toCoordinatorError } from './client';
+import type { RecordedIdentity } from '../../storage/identity';
 import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd } from './keys';
 
 export interface Queued {
@@ -23,6 +25,8 @@ export interface Held extends Queued {
   cleanHandover: boolean;
   /** When the previous holder released (clean hand-overs only). */
   releasedAt: number | null;
+  /** The database's identity record, if its first holder created one. */
+  identity: RecordedIdentity | null;
 }
 
 /** Puts our waiter key (attached to leaseId) unless present; returns its create revision. */
@@ -77,13 +81,14 @@ export async function waitTurn(
         { request_range: { key: Buffer.from(keys.commit) } },
         { request_range: { key: Buffer.from(keys.holder) } },
         { request_range: { key: Buffer.from(keys.released) } },
+        { request_range: { key: Buffer.from(keys.identity) } },
         { request_put: { key: Buffer.from(keys.holder), value: Buffer.from(JSON.stringify(record)) } },
       ],
       failure: [],
     }),
   );
   if (!confirm.succeeded) throw new LeaseLostError('our etcd lease expired while queued for the lock');
-  const [commitKv, holderKv, releasedKv] = confirm.responses.slice(0, 3).map((r) => r.response_range.kvs[0]);
+  const [commitKv, holderKv, releasedKv, identityKv] = confirm.responses.slice(0, 4).map((r) => r.response_range.kvs[0]);
   const previous = parseJson<HolderRecord>(holderKv?.value);
   const released = parseJson<HolderRecord>(releasedKv?.value);
   const clean = previous === null || (released !== null && released.fence === previous.fence);
@@ -93,6 +98,7 @@ export async function waitTurn(
     previous,
     cleanHandover: clean,
     releasedAt: clean && released ? released.time : null,
+    identity: parseJson<RecordedIdentity>(identityKv?.value),
   };
 }
 
@@ -137,7 +143,7 @@ export function waitKeysGone(
       if (v instanceof Error) reject(toCoordinatorError('watch', v));
       else resolve(v);
     };
-    const timer = setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(() => finish(false), Math.max(0, deadline - monotonicNow()));
     client
       .watch()
       .prefix(prefix)

@@ -2,20 +2,28 @@
  * An etcd lease kept alive by us, not by etcd3's Lease helper (HAZARDS H6: its `lost` event comes
  * ~2×TTL late). The rule: a commit may start only before (send time of the last acknowledged
  * keep-alive + granted TTL − safety margin). Etcd cannot expire the lease earlier than that, since
- * it restarted the TTL no earlier than when we sent the request.
+ * it restarted the TTL no earlier than when we sent the request. Send times are monotonic
+ * (src/clock.ts), and each ack is credited only to a request sent on its own stream.
  */
 import { EventEmitter } from 'events';
 import type { Etcd3 } from 'etcd3';
+import { monotonicNow } from '../../clock';
 import { LeaseLostError } from '../../errors';
 import { etcdCall } from './client';
 
 type KeepAliveStream = Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>>;
 
+/** One keep-alive stream and the send times of its unanswered requests, oldest first. */
+interface StreamState {
+  readonly stream: KeepAliveStream;
+  readonly inFlight: number[];
+}
+
 export class Session extends EventEmitter {
-  /** Send time of the newest keep-alive etcd acknowledged (the grant counts as one). */
+  /** Monotonic send time of the newest keep-alive etcd acknowledged (the grant counts as one). */
   private lastAckSentAt: number;
-  private stream: KeepAliveStream | null = null;
-  private readonly inFlight: number[] = [];
+  private current: StreamState | null = null;
+  private opening: Promise<StreamState | null> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private ended = false;
 
@@ -31,7 +39,7 @@ export class Session extends EventEmitter {
   }
 
   static async grant(client: Etcd3, ttlMs: number, marginMs: number): Promise<Session> {
-    const sentAt = Date.now();
+    const sentAt = monotonicNow();
     const res = await etcdCall('lease grant', () =>
       client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000) }),
     );
@@ -44,9 +52,11 @@ export class Session extends EventEmitter {
   get alive(): boolean {
     return !this.ended;
   }
+  /** Monotonic ms (monotonicNow()) after which no commit may start. */
   get commitDeadline(): number {
     return this.lastAckSentAt + this.ttlMs - this.marginMs;
   }
+  /** Monotonic ms at which etcd may have expired the lease. */
   get expiresAt(): number {
     return this.lastAckSentAt + this.ttlMs;
   }
@@ -62,18 +72,21 @@ export class Session extends EventEmitter {
 
   private tick(): void {
     if (this.ended) return;
-    if (Date.now() >= this.expiresAt) {
+    const now = monotonicNow();
+    if (now >= this.expiresAt) {
       this.lose(new LeaseLostError(`no keep-alive acknowledged within the ${this.ttlMs} ms TTL`));
       return;
     }
     // A stream to a stalled member never errors, it just stops answering: start a new one (the
-    // client may pick another member) rather than wait on it until the lease runs out.
-    const oldest = this.inFlight[0];
-    if (this.stream && oldest !== undefined && Date.now() - oldest > this.everyMs) {
-      const stale = this.stream;
-      this.dropStream(stale);
+    // client may pick another member) rather than wait on it until the lease runs out. `>=`: with
+    // punctual ticks a stall is one interval old exactly at the next tick, and two intervals later
+    // the lease (TTL = 3 intervals) is gone.
+    const cur = this.current;
+    const oldest = cur?.inFlight[0];
+    if (cur && oldest !== undefined && now - oldest >= this.everyMs) {
+      this.dropStream(cur);
       try {
-        stale.end();
+        cur.stream.end();
       } catch {
         /* already gone */
       }
@@ -82,35 +95,43 @@ export class Session extends EventEmitter {
   }
 
   private async sendKeepAlive(): Promise<void> {
+    const state = this.current ?? (await (this.opening ??= this.openStream().finally(() => (this.opening = null))));
+    if (!state || this.ended || state !== this.current) return;
+    state.inFlight.push(monotonicNow());
     try {
-      if (!this.stream) {
-        const stream = await this.client.leaseClient.leaseKeepAlive();
-        if (this.ended) {
-          stream.end();
-          return;
-        }
-        stream.on('data', (res) => this.onAck(res));
-        stream.on('error', () => this.dropStream(stream));
-        stream.on('end', () => this.dropStream(stream));
-        this.stream = stream;
-      }
-      this.inFlight.push(Date.now());
-      this.stream.write({ ID: this.leaseId });
+      state.stream.write({ ID: this.leaseId });
     } catch {
-      // Unreachable etcd: the next tick retries; tick() declares the loss at expiry.
-      this.stream = null;
+      this.dropStream(state); // the next tick opens a new stream
     }
   }
 
-  private dropStream(stream: KeepAliveStream): void {
-    if (this.stream === stream) {
-      this.stream = null;
-      this.inFlight.length = 0;
+  private async openStream(): Promise<StreamState | null> {
+    let stream: KeepAliveStream;
+    try {
+      stream = await this.client.leaseClient.leaseKeepAlive();
+    } catch {
+      return null; // unreachable etcd: the next tick retries; tick() declares the loss at expiry
     }
+    if (this.ended) {
+      stream.end();
+      return null;
+    }
+    const state: StreamState = { stream, inFlight: [] };
+    // Each ack answers the oldest request on *its* stream: a late ack on a replaced stream must
+    // never be credited with the newer stream's send time.
+    stream.on('data', (res) => this.onAck(state, res));
+    stream.on('error', () => this.dropStream(state));
+    stream.on('end', () => this.dropStream(state));
+    this.current = state;
+    return state;
   }
 
-  private onAck(res: { TTL: string }): void {
-    const sentAt = this.inFlight.shift();
+  private dropStream(state: StreamState): void {
+    if (this.current === state) this.current = null;
+  }
+
+  private onAck(state: StreamState, res: { TTL: string }): void {
+    const sentAt = state.inFlight.shift();
     if (this.ended) return;
     if (Number(res.TTL) <= 0) {
       this.lose(new LeaseLostError('etcd reports the lease expired or revoked'));
@@ -130,8 +151,8 @@ export class Session extends EventEmitter {
     this.ended = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const s = this.stream;
-    this.stream = null;
+    const s = this.current?.stream;
+    this.current = null;
     try {
       s?.end();
     } catch {

@@ -5,11 +5,13 @@
  * directory only serializes well-behaved writers. No commit record: on one host the file lock is
  * the cache coherency point, so a local read transaction is already fresh.
  */
+import { monotonicNow } from '../../clock';
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as lockfile from 'proper-lockfile';
 import { AcquireTimeoutError, CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { AcquireOptions, CommitRecord, Coordinator, Lease } from '../types';
+import type { RecordedIdentity } from '../../storage/identity';
 
 const POLL_MS = 25;
 
@@ -88,6 +90,10 @@ export class LockfileCoordinator implements Coordinator {
     return null;
   }
 
+  async readIdentity(): Promise<RecordedIdentity | null> {
+    return null;
+  }
+
   async currentHolder(): Promise<string | null> {
     try {
       if (!(await lockfile.check(this.dbPath, { stale: this.staleMs, realpath: false, lockfilePath: this.lockPath }))) {
@@ -107,6 +113,11 @@ export class LockfileCoordinator implements Coordinator {
 class LockfileLease extends EventEmitter implements Lease {
   readonly commitAtAcquire = null;
   readonly hasWaiters = false;
+  // One host: the file is the only copy of its identity, and there is no other mode to agree with.
+  readonly identity = null;
+  async recordIdentity(identity: RecordedIdentity): Promise<RecordedIdentity> {
+    return identity;
+  }
   private ended = false;
 
   constructor(readonly fence: number, private readonly unlock: () => Promise<void>, private readonly staleMs: number) {
@@ -119,7 +130,7 @@ class LockfileLease extends EventEmitter implements Lease {
     return this.ended ? 0 : Number.MAX_SAFE_INTEGER;
   }
   get expiresAt(): number {
-    return this.ended ? 0 : Date.now() + this.staleMs;
+    return this.ended ? 0 : monotonicNow() + this.staleMs;
   }
   get valid(): boolean {
     return !this.ended;

@@ -6,6 +6,7 @@
  * inside db.read() callbacks and never writes.
  */
 import type Database from 'better-sqlite3';
+import { monotonicNow } from '../../clock';
 import type { GatedCoordinator, GatedLease } from '../../coordinator/types';
 import { LeaseLostError, UnsafeStorageError } from '../../errors';
 import type { ResolvedOptions } from '../../options';
@@ -43,8 +44,10 @@ export class LocklessMode implements StorageMode<GatedLease> {
       return undefined;
     }
     await sleep(Math.max(this.opts.leaseTtlMs, lease.previousTtlMs ?? 0) + this.opts.safetyMarginMs);
-    await lease.closeGate(Date.now() + this.opts.acquireTimeoutMs);
-    moveToNewInode(this.opts, lease.fence);
+    await lease.closeGate(monotonicNow() + this.opts.acquireTimeoutMs);
+    // Asynchronous (keep-alives flow however large the file), lease checked before the rename.
+    const usable = () => lease.valid && monotonicNow() < lease.commitDeadline;
+    await moveToNewInode(this.opts, lease.fence, { usable }, lease.previousFence);
     return lease.fence;
   }
 
