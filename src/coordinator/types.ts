@@ -6,6 +6,7 @@
  * GatedLease, which only etcd implements. The records shared by every backend live here too.
  */
 import { EventEmitter } from 'events';
+import type { StandbyRecord } from './etcd/keys';
 
 /** The last commit, as published by its writer; a node's view is fresh once its txid reaches it. */
 export interface CommitRecord {
@@ -59,6 +60,8 @@ export interface Coordinator {
   readCommit(): Promise<CommitRecord | null>;
   /** Node id of the current holder, if any. */
   currentHolder(): Promise<string | null>;
+  /** Publishes where this node's standby stands, for the CLI (best effort; the lockfile backend keeps none). */
+  reportStandby?(record: Omit<StandbyRecord, 'node'>): Promise<void>;
   close(): Promise<void>;
 }
 

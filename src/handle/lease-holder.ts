@@ -12,7 +12,7 @@ import {
 import type { ResolvedOptions } from '../options';
 import { isBusy } from '../storage/sqlite-errors';
 import { CommitPublisher } from '../txn/commit-publisher';
-import { FencedTransactions } from '../txn/fenced';
+import { CommitObserver, FencedTransactions } from '../txn/fenced';
 import type { Connections } from './connections';
 import type { LeaseStatus } from './lease-status';
 import type { StorageMode } from './modes/mode';
@@ -42,6 +42,8 @@ export class LeaseHolder {
     private readonly mode: StorageMode,
     private readonly conns: Connections,
     private readonly status: LeaseStatus,
+    /** Watches every commit (the standby capture) and is flushed before the lease is let go. */
+    private readonly observer: (CommitObserver & { flush(): Promise<void> }) | null = null,
   ) {}
 
   /** The lease this node holds, or null. */
@@ -92,7 +94,7 @@ export class LeaseHolder {
           const c = this.current;
           if (c?.rw === conn) this.lose(c, err, lossKind(err), true);
         };
-        fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch);
+        fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, this.observer ?? undefined);
         if (fenced.lastTxid >= published) break;
         rw.close();
         rw = null;
@@ -140,6 +142,7 @@ export class LeaseHolder {
       // Detach first (no commit can start under h any more), then let pending publishes finish.
       this.detach(h);
       await h.publisher.flush();
+      await this.observer?.flush(); // the next holder continues the standby chain without a snapshot
       await h.lease.release();
       this.status.lastHolder = null; // no longer known
       this.status.emit('released', { fence: h.lease.fence });
@@ -161,6 +164,7 @@ export class LeaseHolder {
       if (this.releasing) await this.releasing.catch(() => undefined);
       if (!h) return;
       await h.publisher.flush();
+      await this.observer?.flush();
       await h.lease.release();
       this.status.lastHolder = null;
       this.status.emit('released', { fence: h.lease.fence });

@@ -25,6 +25,29 @@ export interface FencedHooks {
   onLeaseGone(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): void;
 }
 
+/** Where a commit left the database: the txid, the fence it was written under, the file's epoch. */
+export interface CommitPosition {
+  txid: number;
+  fence: number;
+  epoch: number;
+}
+
+/**
+ * Watches every commit of the fenced path (the standby capture, src/standby/writer.ts). Each call
+ * runs synchronously with the lease held and no other transaction in between.
+ */
+export interface CommitObserver {
+  /**
+   * Once per tenure, before the fence-raising transaction (no transaction open); asynchronous so
+   * that long work (a snapshot) leaves the event loop, and the lease's keep-alives, running.
+   */
+  beginTenure(conn: Database.Database): Promise<void>;
+  /** Inside the transaction, just before COMMIT; a throw rolls it back. Returns a token for afterCommit. */
+  beforeCommit(): unknown;
+  /** Right after COMMIT succeeded; a throw rejects the write (it is committed but not acknowledged). */
+  afterCommit(at: CommitPosition, token: unknown): void;
+}
+
 export class FencedTransactions {
   private readonly meta: MetaStatements;
   private readonly stmts: Record<'IMMEDIATE' | 'EXCLUSIVE' | 'COMMIT' | 'ROLLBACK', Database.Statement>;
@@ -37,11 +60,13 @@ export class FencedTransactions {
   /** Opens the fenced path, retrying the fence-raising transaction asynchronously while the file is busy. */
   static async create(
     conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number, newEpoch?: number,
+    observer?: CommitObserver,
   ): Promise<FencedTransactions> {
+    await observer?.beginTenure(conn);
     const deadline = Date.now() + busyTimeoutMs;
     for (;;) {
       try {
-        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch);
+        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch, observer);
       } catch (err) {
         if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
         await new Promise((r) => setTimeout(r, 20));
@@ -56,6 +81,7 @@ export class FencedTransactions {
     private readonly hooks: FencedHooks,
     private readonly busyTimeoutMs = 5000,
     newEpoch?: number,
+    private readonly observer?: CommitObserver,
   ) {
     conn.exec('BEGIN IMMEDIATE');
     try {
@@ -65,7 +91,9 @@ export class FencedTransactions {
       this.epoch = newEpoch ?? stored.epoch;
       claimFence(conn, lease.fence, this.epoch);
       this.lastTxid = stored.txid;
+      const token = observer?.beforeCommit();
       conn.exec('COMMIT');
+      observer?.afterCommit({ txid: stored.txid, fence: lease.fence, epoch: this.epoch }, token);
     } catch (err) {
       if (conn.inTransaction) conn.exec('ROLLBACK');
       throw err;
@@ -147,6 +175,13 @@ export class FencedTransactions {
     }
     const txid = this.pendingTxid;
     const busyDeadline = Date.now() + this.busyTimeoutMs;
+    let token: unknown;
+    try {
+      token = this.observer?.beforeCommit();
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
     try {
       // COMMIT waits for readers' SHARED locks; SQLITE_BUSY leaves the transaction open to retry.
       for (;;) {
@@ -170,6 +205,7 @@ export class FencedTransactions {
       throw err;
     }
     this.lastTxid = txid;
+    this.observer?.afterCommit({ txid, fence: this.lease.fence, epoch: this.epoch }, token);
     return txid;
   }
 

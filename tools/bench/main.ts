@@ -32,6 +32,7 @@ import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
 import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
+import { benchStandby } from './standby';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
 import { benchWrites } from './writes';
@@ -46,13 +47,14 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   scaling: benchScaling,
   sshfs: benchSshfs,
   serve: benchServe,
+  standby: benchStandby,
 };
 
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
-                     serve (sqlite-ha serve through @libsql/client over loopback)
+                     serve (sqlite-ha serve through @libsql/client over loopback), standby
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)
   --out DIR          where the results JSON goes (default: tools/bench/results); --no-save skips it
