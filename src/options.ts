@@ -64,8 +64,10 @@ export interface OpenOptions {
   standby?: StandbyOptions;
 }
 
+/** 'sync': a write resolves once its segment is durable in the standby; 'async': written behind the commit. */
 export type StandbyMode = 'async' | 'sync';
 
+/** open() option `standby`: a standby copy on a second volume (docs/STANDBY.md). */
 export interface StandbyOptions {
   /** An existing directory on another volume than the database (a second export, a local disk). */
   dir: string;
@@ -79,6 +81,7 @@ export interface StandbyOptions {
   retainMs?: number;
 }
 
+/** Resolved `standby` option (defaults filled). */
 export interface ResolvedStandbyOptions {
   readonly dir: string;
   readonly mode: StandbyMode;
