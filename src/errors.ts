@@ -216,6 +216,66 @@ export class ServeError extends SqliteHaError {
   }
 }
 
+/**
+ * The standby directory could not be written (full disk, read-only or lost volume). In the async
+ * mode the primary keeps working and this is reported through `db.standby` and an event; in the
+ * sync mode a write whose segment did not reach the standby rejects with it (`committedTxid`: the
+ * transaction is in the primary file but was not acknowledged).
+ */
+export class StandbyWriteError extends SqliteHaError {
+  readonly dir: string;
+  readonly committedTxid: number | null;
+  constructor(dir: string, cause: unknown, committedTxid: number | null = null) {
+    super(
+      'SQLITE_HA_STANDBY_WRITE_FAILED',
+      `could not write the standby chain in ${dir}: ${(cause as Error)?.message ?? String(cause)}` +
+        (committedTxid !== null
+          ? `. Transaction ${committedTxid} is committed in the primary but NOT in the standby, so it was not acknowledged`
+          : '') +
+        '. Free space on (or remount) the standby volume; the next write starts a fresh snapshot.',
+      { cause },
+    );
+    this.dir = dir;
+    this.committedTxid = committedTxid;
+  }
+}
+
+/** A standby chain file failed its checks (bad magic, version, size or SHA-256), or the chain is broken. */
+export class StandbyCorruptError extends SqliteHaError {
+  readonly file: string;
+  constructor(file: string, detail: string) {
+    super('SQLITE_HA_STANDBY_CORRUPT', `standby chain file ${file}: ${detail}. Run sqlite-ha standby verify on the directory.`);
+    this.file = file;
+  }
+}
+
+/** The requested point (txid or time) is not in the standby chain. */
+export class StandbyTargetError extends SqliteHaError {
+  constructor(detail: string) {
+    super('SQLITE_HA_STANDBY_TARGET', detail);
+  }
+}
+
+/**
+ * The database was promoted (sqlite-ha promote) to another file: this node's path is no longer
+ * the primary and writing it would fork the data.
+ */
+export class DatabaseMovedError extends SqliteHaError {
+  readonly path: string;
+  readonly newPath: string;
+  readonly epoch: number;
+  constructor(path: string, newPath: string, epoch: number) {
+    super(
+      'SQLITE_HA_DATABASE_MOVED',
+      `write refused: the database was promoted from ${path} to ${newPath} (epoch ${epoch}); ` +
+        `nothing was written. Reopen it with open('${newPath}', ...) on storage every node mounts.`,
+    );
+    this.path = path;
+    this.newPath = newPath;
+    this.epoch = epoch;
+  }
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === undefined) return 'undefined';

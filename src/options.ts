@@ -2,6 +2,7 @@
  * open() options: the public shape, the defaults, and the single validation pass. Everything past
  * open() receives a frozen ResolvedOptions and never re-checks it.
  */
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { InvalidOptionError } from './errors';
@@ -59,6 +60,34 @@ export interface OpenOptions {
    * mode (etcd gates readers out of commit windows), 'auto' picks from /proc/mounts. Default 'auto'.
    */
   locks?: LocksMode;
+  /** A standby copy on a second volume, kept by whichever node holds the lease (docs/STANDBY.md). */
+  standby?: StandbyOptions;
+}
+
+/** 'sync': a write resolves once its segment is durable in the standby; 'async': written behind the commit. */
+export type StandbyMode = 'async' | 'sync';
+
+/** open() option `standby`: a standby copy on a second volume (docs/STANDBY.md). */
+export interface StandbyOptions {
+  /** An existing directory on another volume than the database (a second export, a local disk). */
+  dir: string;
+  /** 'sync': a write resolves after its segment is fsynced (RPO 0); 'async': behind the commit. Default 'async'. */
+  mode?: StandbyMode;
+  /** async: the standby is never meant to lag more than this; past it `db.standby.lagging` and an event. Default 1000. */
+  maxLagMs?: number;
+  /** Compaction keeps at most this many segments after the newest snapshot. Default 10000. */
+  retainSegments?: number;
+  /** Compaction folds segments older than this into a snapshot. Default 7 days. */
+  retainMs?: number;
+}
+
+/** Resolved `standby` option (defaults filled). */
+export interface ResolvedStandbyOptions {
+  readonly dir: string;
+  readonly mode: StandbyMode;
+  readonly maxLagMs: number;
+  readonly retainSegments: number;
+  readonly retainMs: number;
 }
 
 /** PEM contents as Buffers; a part not given is null (a missing CA means the system roots). */
@@ -97,12 +126,14 @@ export interface ResolvedOptions {
   readonly busyTimeoutMs: number;
   readonly journalMode: JournalMode;
   readonly locks: LocksMode;
+  readonly standby: ResolvedStandbyOptions | null;
 }
 
 const TOP_KEYS = [
   'coordinator', 'name', 'nodeId', 'leaseTtlMs', 'safetyMarginMs', 'idleReleaseMs',
-  'acquireTimeoutMs', 'rpcTimeoutMs', 'busyTimeoutMs', 'journalMode', 'locks',
+  'acquireTimeoutMs', 'rpcTimeoutMs', 'busyTimeoutMs', 'journalMode', 'locks', 'standby',
 ];
+const STANDBY_KEYS = ['dir', 'mode', 'maxLagMs', 'retainSegments', 'retainMs'];
 const ETCD_KEYS = ['kind', 'endpoints', 'prefix', 'tls', 'auth'];
 const LOCKFILE_KEYS = ['kind', 'staleMs'];
 
@@ -118,6 +149,10 @@ export const DEFAULTS = {
   journalMode: 'TRUNCATE' as JournalMode,
   locks: 'auto' as LocksMode,
   lockfileStaleMs: 10000,
+  standbyMode: 'async' as StandbyMode,
+  standbyMaxLagMs: 1000,
+  standbyRetainSegments: 10000,
+  standbyRetainMs: 7 * 24 * 3600 * 1000,
 };
 
 /** Validates once and fills defaults; throws InvalidOptionError naming the option and the fix. */
@@ -170,6 +205,41 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
     busyTimeoutMs: int(options, 'busyTimeoutMs', DEFAULTS.busyTimeoutMs, 0, 600_000),
     journalMode,
     locks,
+    standby: resolveStandby(options.standby, path.resolve(file)),
+  });
+}
+
+function resolveStandby(sb: unknown, dbPath: string): ResolvedStandbyOptions | null {
+  if (sb === undefined) return null;
+  if (!isObject(sb)) throw new InvalidOptionError('standby', sb, "{ dir: '/mnt/standby', mode?: 'async' | 'sync', maxLagMs? }");
+  rejectUnknown('standby', sb, STANDBY_KEYS);
+  if (typeof sb.dir !== 'string' || sb.dir.length === 0) {
+    throw new InvalidOptionError('standby.dir', sb.dir, 'the path of an existing directory on another volume than the database');
+  }
+  const dir = path.resolve(sb.dir);
+  // Never created here: a missing mount point must not silently become a directory on the root disk.
+  let isDir = false;
+  try {
+    isDir = fs.statSync(dir).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (!isDir) throw new InvalidOptionError('standby.dir', sb.dir, 'an existing directory (mount the standby volume first)');
+  if (dir === path.dirname(dbPath)) {
+    throw new InvalidOptionError('standby.dir', sb.dir, "a directory other than the database's own (on another volume)");
+  }
+  const mode = sb.mode ?? DEFAULTS.standbyMode;
+  if (mode !== 'async' && mode !== 'sync') throw new InvalidOptionError('standby.mode', mode, "'async' or 'sync'");
+  const retainSegments = sb.retainSegments ?? DEFAULTS.standbyRetainSegments;
+  if (typeof retainSegments !== 'number' || !Number.isInteger(retainSegments) || retainSegments < 1 || retainSegments > 10_000_000) {
+    throw new InvalidOptionError('standby.retainSegments', retainSegments, 'an integer from 1 to 10000000');
+  }
+  return Object.freeze({
+    dir,
+    mode,
+    maxLagMs: int(sb, 'maxLagMs', DEFAULTS.standbyMaxLagMs, 10, 3_600_000, 'standby.'),
+    retainSegments,
+    retainMs: int(sb, 'retainMs', DEFAULTS.standbyRetainMs, 1000, 3650 * 24 * 3600 * 1000, 'standby.'),
   });
 }
 

@@ -6,7 +6,8 @@
  */
 import type { Etcd3, IKeyValue } from 'etcd3';
 import {
-  CommitRecord, DatabaseInfo, EventRecord, HandoverRecord, LockRecord, databaseNameFromKey, parseJson, prefixEnd,
+  CommitRecord, DatabaseInfo, EventRecord, HandoverRecord, LockRecord, PromotionRecord, StandbyRecord,
+  databaseNameFromKey, parseJson, prefixEnd,
 } from '../coordinator/etcd/keys';
 import { ConnectionSettings, withDeadline } from './connection';
 
@@ -64,6 +65,17 @@ export interface DatabaseView {
   readers: number;
   /** Lockless mode: the writer's commit gate is closed (a commit is in progress, new reads wait). */
   committing: boolean;
+  /** The standby copy, as its last writer reported it (null: no standby configured or reported). */
+  standby: StandbyView | null;
+  /** Set once `sqlite-ha promote` moved the primary. */
+  promoted: PromotionRecord | null;
+}
+
+export interface StandbyView extends StandbyRecord {
+  /** Acknowledged commits (etcd's commit record) not yet in the standby. */
+  behindTxids: number | null;
+  /** Age of the report, ms. */
+  ageMs: number;
 }
 
 export interface ClusterView {
@@ -113,7 +125,7 @@ export async function readQueueLeases(client: Etcd3, prefix: string, kvs: Iterab
   return leases;
 }
 
-export type KeyKind = 'lock' | 'commit' | 'info' | 'history' | 'event' | 'reader' | 'gate' | 'other';
+export type KeyKind = 'lock' | 'commit' | 'info' | 'history' | 'event' | 'reader' | 'gate' | 'standby' | 'promoted' | 'other';
 
 /** Which database a key belongs to and what it is, or null when it is not under the prefix. */
 export function classify(prefix: string, key: string): { db: string; kind: KeyKind } | null {
@@ -128,6 +140,8 @@ export function classify(prefix: string, key: string): { db: string; kind: KeyKi
   else if (rest.startsWith('/events/')) kind = 'event';
   else if (rest.startsWith('/readers/')) kind = 'reader';
   else if (rest === '/gate') kind = 'gate';
+  else if (rest === '/standby') kind = 'standby';
+  else if (rest === '/promoted') kind = 'promoted';
   return { db, kind };
 }
 
@@ -147,6 +161,8 @@ export function deriveView(
     events: EventRecord[];
     readers: number;
     committing: boolean;
+    standby: StandbyRecord | null;
+    promoted: PromotionRecord | null;
   }
   const dbs = new Map<string, Acc>();
   for (const kv of kvs) {
@@ -154,7 +170,7 @@ export function deriveView(
     if (!c) continue;
     let acc = dbs.get(c.db);
     if (!acc) {
-      acc = { locks: [], commit: null, info: null, lastHandover: null, events: [], readers: 0, committing: false };
+      acc = { locks: [], commit: null, info: null, lastHandover: null, events: [], readers: 0, committing: false, standby: null, promoted: null };
       dbs.set(c.db, acc);
     }
     switch (c.kind) {
@@ -183,6 +199,12 @@ export function deriveView(
       case 'gate':
         acc.committing = true;
         break;
+      case 'standby':
+        acc.standby = parseJson<StandbyRecord>(kv.value);
+        break;
+      case 'promoted':
+        acc.promoted = parseJson<PromotionRecord>(kv.value);
+        break;
     }
   }
   const databases: DatabaseView[] = [];
@@ -207,6 +229,14 @@ export function deriveView(
       events: acc.events.sort((a, b) => b.time - a.time),
       readers: acc.readers,
       committing: acc.committing,
+      standby: acc.standby && typeof acc.standby === 'object'
+        ? {
+            ...acc.standby,
+            behindTxids: c && typeof c.txid === 'number' && acc.standby.txid !== null ? Math.max(0, c.txid - acc.standby.txid) : null,
+            ageMs: Math.max(0, now - acc.standby.time),
+          }
+        : null,
+      promoted: acc.promoted,
     });
   }
   return { prefix, revision, time: now, databases };
@@ -257,6 +287,8 @@ export function viewToJson(view: ClusterView): object {
       events: d.events.map((e) => ({ ...e, time: iso(e.time) })),
       readers: d.readers,
       committing: d.committing,
+      standby: d.standby ? { ...d.standby, time: iso(d.standby.time) } : null,
+      promoted: d.promoted ? { ...d.promoted, time: iso(d.promoted.time) } : null,
     })),
   };
 }

@@ -21,7 +21,7 @@ import { duration, styleFor } from './format';
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  check: 'directory' | 'filesystem' | 'locks' | 'database' | 'fsync' | 'etcd' | 'clock' | 'lease';
+  check: 'directory' | 'filesystem' | 'locks' | 'database' | 'fsync' | 'etcd' | 'clock' | 'lease' | 'standby';
   verdict: Verdict;
   summary: string;
   /** What to do; null when nothing is needed. */
@@ -35,6 +35,8 @@ export interface DoctorOptions {
   leaseTtlMs?: number;
   safetyMarginMs?: number;
   fsyncSamples: number;
+  /** The standby directory to judge (open() option standby.dir). */
+  standby?: string;
 }
 
 export interface DoctorReport {
@@ -99,6 +101,7 @@ export async function diagnose(s: ConnectionSettings, file: string, opts: Doctor
     if (locks) modeAgreement(locks, info);
   }
   findings.push(leaseFinding(opts, info, fsync, rttP99, untrusted));
+  if (opts.standby !== undefined) findings.push(standbyFinding(target, path.resolve(opts.standby), readMountsText()));
   return { path: target, findings, ok: !findings.some((f) => f.verdict === 'fail') };
 }
 
@@ -130,6 +133,33 @@ function modeAgreement(locks: Finding, info: DatabaseInfo | null): void {
   locks.verdict = 'fail';
   locks.summary += `; but ${info.node}, the last holder, runs it with locks '${info.locks}' (from ${info.path})`;
   locks.advice = "every node must use the same mode: set the same 'locks' option everywhere, or give every node the same kind of mount";
+}
+
+/**
+ * The standby exists to survive the loss of the primary's storage: it must live on another device
+ * and another filesystem (not the same export mounted twice).
+ */
+export function standbyFinding(dbPath: string, dir: string, mountsText: string): Finding {
+  let devDir: number;
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new Error('not a directory');
+    devDir = fs.statSync(dir).dev;
+  } catch (err) {
+    return { check: 'standby', verdict: 'fail', summary: `standby directory ${dir} is not usable (${(err as Error).message})`, advice: 'mount the standby volume and create the directory' };
+  }
+  const devDb = fs.statSync(path.dirname(dbPath)).dev;
+  const a = lockVerdictFor(dbPath, mountsText).mount;
+  const b = lockVerdictFor(path.join(dir, 'x'), mountsText).mount;
+  const data = { dir, sameDevice: devDir === devDb, primaryMount: a.mountPoint, primarySource: a.device, standbyMount: b.mountPoint, standbySource: b.device, standbyFsType: b.fsType };
+  if (devDir === devDb || a.mountPoint === b.mountPoint || a.device === b.device) {
+    return {
+      check: 'standby', verdict: 'warn',
+      summary: `standby ${dir} is on the same ${devDir === devDb ? 'device' : 'filesystem'} as the database (${b.device} at ${b.mountPoint}): losing one loses both`,
+      advice: 'put the standby on another volume: a second NFS export from another server, or a local disk',
+      data,
+    };
+  }
+  return { check: 'standby', verdict: 'ok', summary: `standby ${dir} is on another device and filesystem (${b.fsType} ${b.device} at ${b.mountPoint})`, advice: null, data };
 }
 
 function readMountsText(): string {

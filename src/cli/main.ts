@@ -116,7 +116,8 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--lease-ttl-ms <ms>', 'lease TTL to judge (default: from etcd info, else 5000)', intArg('--lease-ttl-ms', 1, 3_600_000))
     .option('--safety-margin-ms <ms>', 'safety margin to judge (default: min(1000, TTL/4))', intArg('--safety-margin-ms', 0, 3_600_000))
     .option('--fsync-samples <n>', 'fsyncs to time', intArg('--fsync-samples', 1, 1000), 20)
-    .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number }, cmd: Command) => {
+    .option('--standby <dir>', 'also judge this standby directory (must be on another device and filesystem)')
+    .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number; standby?: string }, cmd: Command) => {
       const { runDoctor } = await import('./doctor');
       setCode(await runDoctor(settingsOf(cmd), file, opts, process.stdout));
     });
@@ -146,6 +147,47 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .action(async (file: string, opts: import('./serve').ServeFlags, cmd: Command) => {
       const { runServe } = await import('./serve');
       setCode(await runServe(settingsOf(cmd), file, opts, { out: process.stdout, err: process.stderr }));
+    });
+
+  program
+    .command('promote')
+    .description('the primary is lost: build a new primary from the standby chain, fence the old path out in etcd')
+    .argument('<db>', 'database name (as shown by status)')
+    .requiredOption('--from <dir>', 'the standby directory (open() option standby.dir)')
+    .requiredOption('--to <path>', 'the new primary file (must not exist), on storage every node mounts')
+    .option('--json', 'JSON result')
+    .action(async (db: string, opts: { from: string; to: string; json?: boolean }, cmd: Command) => {
+      const { runPromote } = await import('./promote');
+      setCode(await runPromote(settingsOf(cmd), db, opts, process.stdout));
+    });
+
+  program
+    .command('standby')
+    .description('offline care of a standby chain: verify (hashes, links, checksum), apply (bring <dir>/<name> forward), compact')
+    .argument('<action>', 'verify | apply | compact')
+    .argument('<dir>', 'the standby directory')
+    .option('--retain-segments <n>', 'compact: segments to keep after the snapshot', intArg('--retain-segments', 1, 10_000_000))
+    .option('--retain-ms <ms>', 'compact: fold segments older than this', intArg('--retain-ms', 1000, Number.MAX_SAFE_INTEGER))
+    .option('--json', 'JSON result')
+    .action(async (action: string, dir: string, opts: { json?: boolean; retainSegments?: number; retainMs?: number }) => {
+      if (action !== 'verify' && action !== 'apply' && action !== 'compact') {
+        throw new UsageError(`unknown standby action ${JSON.stringify(action)}: expected verify, apply or compact`);
+      }
+      const { runStandby } = await import('./standby');
+      setCode(runStandby(action, dir, opts, process.stdout));
+    });
+
+  program
+    .command('restore')
+    .description('point-in-time restore from a standby chain into a new file (no etcd needed)')
+    .argument('<dir>', 'the standby directory')
+    .option('--to-txid <n>', 'the newest state with txid <= n', intArg('--to-txid', 0, Number.MAX_SAFE_INTEGER))
+    .option('--to-time <time>', 'the newest state committed at or before this ISO time (or ms since the epoch)')
+    .requiredOption('--out <file>', 'the file to write (must not exist)')
+    .option('--json', 'JSON result')
+    .action(async (dir: string, opts: { toTxid?: number; toTime?: string; out: string; json?: boolean }) => {
+      const { runRestore } = await import('./restore');
+      setCode(runRestore(dir, opts, process.stdout));
     });
 
   return program;

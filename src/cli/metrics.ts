@@ -27,6 +27,10 @@ export class ClusterMetrics {
   private readonly rtt: Histogram<string>;
   private readonly rttLast: Gauge<string>;
   private readonly up: Gauge<string>;
+  private readonly standbyTxid: Gauge<'db'>;
+  private readonly standbyBehind: Gauge<'db'>;
+  private readonly standbyLag: Gauge<'db'>;
+  private readonly standbyError: Gauge<'db'>;
   private readonly seen = new Set<string>();
 
   constructor(private readonly currentView: () => ClusterView | null) {
@@ -47,12 +51,16 @@ export class ClusterMetrics {
     this.rttLast = new Gauge({ name: 'sqlite_ha_keepalive_rtt_last_seconds', help: 'Last keep-alive round trip (NaN when the last probe failed)', registers });
     this.up = new Gauge({ name: 'sqlite_ha_etcd_up', help: '1 while the monitor has a live watch on etcd', registers });
     this.up.set(0);
+    this.standbyTxid = new Gauge({ name: 'sqlite_ha_standby_txid', help: 'Newest txid durable in the standby chain, as its writer last reported', labelNames: ['db'], registers });
+    this.standbyBehind = new Gauge({ name: 'sqlite_ha_standby_behind_txids', help: 'Acknowledged commits (etcd commit record) not yet in the standby', labelNames: ['db'], registers });
+    this.standbyLag = new Gauge({ name: 'sqlite_ha_standby_lag_seconds', help: 'Age of the oldest commit not yet durable in the standby, at the last report', labelNames: ['db'], registers });
+    this.standbyError = new Gauge({ name: 'sqlite_ha_standby_error', help: '1 while the standby writer reports a failed write (and while it lags past maxLagMs), else 0', labelNames: ['db'], registers });
   }
 
   /** Recomputes the gauges from the current view (called at scrape time). */
   refresh(now = Date.now()): void {
     const view = this.currentView();
-    for (const g of [this.held, this.holderInfo, this.fence, this.ttl, this.waiters, this.txid]) g.reset();
+    for (const g of [this.held, this.holderInfo, this.fence, this.ttl, this.waiters, this.txid, this.standbyTxid, this.standbyBehind, this.standbyLag, this.standbyError]) g.reset();
     if (!view) return;
     for (const d of view.databases) {
       this.known(d.name);
@@ -66,6 +74,12 @@ export class ClusterMetrics {
         if (left !== null) this.ttl.set({ db: d.name }, left / 1000);
       }
       if (d.lastCommit) this.txid.set({ db: d.name }, d.lastCommit.txid);
+      if (d.standby) {
+        if (d.standby.txid !== null) this.standbyTxid.set({ db: d.name }, d.standby.txid);
+        if (d.standby.behindTxids !== null) this.standbyBehind.set({ db: d.name }, d.standby.behindTxids);
+        this.standbyLag.set({ db: d.name }, d.standby.lagMs / 1000);
+        this.standbyError.set({ db: d.name }, d.standby.lastError || d.standby.lagging ? 1 : 0);
+      }
     }
   }
 

@@ -19,6 +19,7 @@ import {
 import { ConnectionSettings, createClient, withDeadline } from './connection';
 import { clock, duration, fit, styleFor, ttlBar } from './format';
 import { ClusterMetrics, KeepAliveProbe, serveMetrics } from './metrics';
+import { standbyText } from './status';
 
 export interface MonitorOptions {
   json?: boolean;
@@ -458,6 +459,11 @@ class Monitor {
           ? `  last hand-over ${d.lastHandover.cause} ${duration(d.lastHandover.handoverMs)}`
           : '';
         out.push(st.dim(fit(`${' '.repeat(nameW)}  ${commit}${mode}${ho}`, cols)));
+        if (d.standby) {
+          const text = fit(`${' '.repeat(nameW)}  standby ${standbyText(d)}`, cols);
+          out.push(d.standby.lastError || d.standby.lagging ? st.yellow(text) : st.dim(text));
+        }
+        if (d.promoted) out.push(st.yellow(fit(`${' '.repeat(nameW)}  promoted to ${d.promoted.path} (epoch ${d.promoted.epoch})`, cols)));
       }
     }
     out.push('');

@@ -34,11 +34,24 @@ export function renderStatus(view: ClusterView, out: NodeJS.WriteStream): string
     d.waiters.length ? d.waiters.map((w, i) => `${i + 1}.${w.node}`).join(' ') : '-',
     d.lastCommit ? `txid ${d.lastCommit.txid} by ${d.lastCommit.node}, ${duration(d.lastCommit.ageMs)} ago` : '-',
     d.storageMode === 'none' ? 'none (lockless)' : d.storageMode ?? '-',
+    standbyText(d),
   ]);
+  const moved = view.databases.filter((d) => d.promoted).map((d) =>
+    st.dim(`${d.name}: promoted to ${d.promoted!.path} at epoch ${d.promoted!.epoch} (txid ${d.promoted!.txid}; acknowledged ${d.promoted!.ackedTxid})`));
   return [
-    ...table(['DATABASE', 'HOLDER', 'FENCE', 'TTL LEFT', 'WAITERS', 'LAST COMMIT', 'LOCKS'], rows),
+    ...table(['DATABASE', 'HOLDER', 'FENCE', 'TTL LEFT', 'WAITERS', 'LAST COMMIT', 'LOCKS', 'STANDBY'], rows),
+    ...moved,
     st.dim(`prefix ${view.prefix}, etcd revision ${view.revision}`),
   ];
+}
+
+/** `txid 41 (1 behind), lag 12ms, sync` or the last error's code. */
+export function standbyText(d: DatabaseView): string {
+  const sb = d.standby;
+  if (!sb) return '-';
+  const behind = sb.behindTxids === null ? '' : ` (${sb.behindTxids} behind)`;
+  const err = sb.lastError ? `, ERROR ${sb.lastError.code}` : '';
+  return `txid ${sb.txid ?? '-'}${behind}, lag ${duration(sb.lagMs)}${sb.lagging ? ' LAGGING' : ''}, ${sb.mode}${err}`;
 }
 
 function holderText(h: QueueEntry): string {

@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'events';
 import type { RecordedIdentity } from '../storage/identity';
+import type { StandbyRecord } from './etcd/keys';
 
 /** The last commit, as published by its writer; a node's view is fresh once its txid reaches it. */
 export interface CommitRecord {
@@ -69,6 +70,8 @@ export interface Coordinator {
   currentHolder(): Promise<string | null>;
   /** The database's recorded identity and mode (null: none yet, or not kept by this backend). */
   readIdentity(): Promise<RecordedIdentity | null>;
+  /** Publishes where this node's standby stands, for the CLI (best effort; the lockfile backend keeps none). */
+  reportStandby?(record: Omit<StandbyRecord, 'node'>): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -12,6 +12,7 @@ import type Database from 'better-sqlite3';
 import { Coordinator, isGated } from '../coordinator/types';
 import { UnsafeStorageError } from '../errors';
 import type { ResolvedOptions } from '../options';
+import { StandbyStatus, StandbyWriter } from '../standby/writer';
 import { assertSafeSql } from '../storage/connection';
 import { Connections } from './connections';
 import { LeaseHolder } from './lease-holder';
@@ -46,6 +47,9 @@ export class HADatabase {
   private readonly writes: WritePath;
   private readonly host: HandleStatementHost;
   private closing: Promise<void> | null = null;
+  /** The standby copy's writer (null without the `standby` option); it observes every commit. */
+  private readonly standbyWriter: StandbyWriter | null;
+  private standbyReport: Promise<void> | undefined;
 
   /** @internal use open() */
   constructor(
@@ -56,7 +60,9 @@ export class HADatabase {
     this.lease = new LeaseStatus(opts.nodeId);
     this.conns = new Connections(opts, locks === 'none');
     this.mode = locks === 'trusted' ? new TrustedMode(coordinator) : new LocklessMode(opts, gated(coordinator), this.conns);
-    this.holder = new LeaseHolder(opts, this.mode, this.conns, this.lease, mount);
+    this.standbyWriter = opts.standby ? new StandbyWriter(opts.path, opts.name, opts.standby) : null;
+    this.standbyWriter?.on('report', (r) => (this.standbyReport = coordinator.reportStandby?.(r)));
+    this.holder = new LeaseHolder(opts, this.mode, this.conns, this.lease, mount, this.standbyWriter);
     this.reads = new Reads(opts, this.mode, this.conns, this.holder);
     this.writes = new WritePath(opts, this.mode, this.conns, this.holder, this.reads);
     this.host = new HandleStatementHost(this.mode, this.conns, this.holder, this.reads, this.writes);
@@ -239,8 +245,21 @@ export class HADatabase {
     return !this.lease.held;
   }
 
-  on(event: 'acquired' | 'released' | 'lost', listener: (...args: any[]) => void): this {
-    this.lease.on(event, listener);
+  /** The standby copy as this node knows it (null without the `standby` option). */
+  get standby(): StandbyStatus | null {
+    return this.standbyWriter?.status() ?? null;
+  }
+
+  /**
+   * Lease events ('acquired', 'released', 'lost') and, with the `standby` option, the standby's:
+   * 'standby-error' (StandbyWriteError), 'standby-lagging' (lagMs), 'standby-caught-up'.
+   */
+  on(
+    event: 'acquired' | 'released' | 'lost' | 'standby-error' | 'standby-lagging' | 'standby-caught-up',
+    listener: (...args: any[]) => void,
+  ): this {
+    if (event.startsWith('standby-')) this.standbyWriter?.on(event.slice('standby-'.length), listener);
+    else this.lease.on(event, listener);
     return this;
   }
 
@@ -254,7 +273,12 @@ export class HADatabase {
     if (this.closing) return this.closing;
     const released = this.holder.close();
     this.conns.close();
-    this.closing = released.finally(() => this.coordinator.close());
+    // The standby flushes behind the lease; its final position is reported before the client closes.
+    const standby = released.finally(async () => {
+      await this.standbyWriter?.close().catch(() => undefined);
+      await this.standbyReport;
+    });
+    this.closing = standby.finally(() => this.coordinator.close());
     return this.closing;
   }
 

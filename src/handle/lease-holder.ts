@@ -12,7 +12,7 @@ import {
 import type { ResolvedOptions } from '../options';
 import { isBusy } from '../storage/sqlite-errors';
 import { CommitPublisher } from '../txn/commit-publisher';
-import { FenceExpectations, FencedTransactions } from '../txn/fenced';
+import { CommitObserver, FenceExpectations, FencedTransactions } from '../txn/fenced';
 import { monotonicNow } from '../clock';
 import { checkMode, decideIdentity, MountSummary } from '../storage/identity';
 import { readStoredMeta } from '../storage/meta';
@@ -47,6 +47,8 @@ export class LeaseHolder {
     private readonly status: LeaseStatus,
     /** The mount the file lives on, recorded with the database's identity. */
     private readonly mount: MountSummary,
+    /** Watches every commit (the standby capture) and is flushed before the lease is let go. */
+    private readonly observer: (CommitObserver & { flush(): Promise<void> }) | null = null,
   ) {}
 
   /** The lease this node holds, or null. */
@@ -100,7 +102,9 @@ export class LeaseHolder {
         };
         const expect = await this.checkIdentity(lease, rw, published);
         try {
-          fenced = await FencedTransactions.create(rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, expect);
+          fenced = await FencedTransactions.create(
+            rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, expect, this.observer ?? undefined,
+          );
           break;
         } catch (err) {
           if (!(err instanceof StaleViewError)) throw err;
@@ -177,6 +181,7 @@ export class LeaseHolder {
       // Detach first (no commit can start under h any more), then let pending publishes finish.
       this.detach(h);
       await h.publisher.flush();
+      await this.observer?.flush(); // the next holder continues the standby chain without a snapshot
       await h.lease.release();
       this.status.lastHolder = null; // no longer known
       this.status.emit('released', { fence: h.lease.fence });
@@ -198,6 +203,7 @@ export class LeaseHolder {
       if (this.releasing) await this.releasing.catch(() => undefined);
       if (!h) return;
       await h.publisher.flush();
+      await this.observer?.flush();
       await h.lease.release();
       this.status.lastHolder = null;
       this.status.emit('released', { fence: h.lease.fence });

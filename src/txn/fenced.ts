@@ -37,6 +37,29 @@ export interface FencedHooks {
   onLeaseGone(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): void;
 }
 
+/** Where a commit left the database: the txid, the fence it was written under, the file's epoch. */
+export interface CommitPosition {
+  txid: number;
+  fence: number;
+  epoch: number;
+}
+
+/**
+ * Watches every commit of the fenced path (the standby capture, src/standby/writer.ts). Each call
+ * runs synchronously with the lease held and no other transaction in between.
+ */
+export interface CommitObserver {
+  /**
+   * Once per tenure, before the fence-raising transaction (no transaction open); asynchronous so
+   * that long work (a snapshot) leaves the event loop, and the lease's keep-alives, running.
+   */
+  beginTenure(conn: Database.Database): Promise<void>;
+  /** Inside the transaction, just before COMMIT; a throw rolls it back. Returns a token for afterCommit. */
+  beforeCommit(): unknown;
+  /** Right after COMMIT succeeded; a throw rejects the write (it is committed but not acknowledged). */
+  afterCommit(at: CommitPosition, token: unknown): void;
+}
+
 export class FencedTransactions {
   private readonly meta: MetaStatements;
   private readonly stmts: Record<'IMMEDIATE' | 'EXCLUSIVE' | 'COMMIT' | 'ROLLBACK', Database.Statement>;
@@ -50,11 +73,13 @@ export class FencedTransactions {
   static async create(
     conn: Database.Database, lease: Lease, hooks: FencedHooks, busyTimeoutMs: number, newEpoch?: number,
     expect?: FenceExpectations,
+    observer?: CommitObserver,
   ): Promise<FencedTransactions> {
+    await observer?.beginTenure(conn);
     const deadline = Date.now() + busyTimeoutMs;
     for (;;) {
       try {
-        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch, expect);
+        return new FencedTransactions(conn, lease, hooks, busyTimeoutMs, newEpoch, expect, observer);
       } catch (err) {
         if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
         await new Promise((r) => setTimeout(r, 20));
@@ -70,6 +95,7 @@ export class FencedTransactions {
     private readonly busyTimeoutMs = 5000,
     newEpoch?: number,
     expect?: FenceExpectations,
+    private readonly observer?: CommitObserver,
   ) {
     conn.exec('BEGIN IMMEDIATE');
     try {
@@ -88,7 +114,9 @@ export class FencedTransactions {
         throw new LeaseLostError('the commit deadline passed before the fence-raising transaction could commit');
       }
       claimFence(conn, lease.fence, this.epoch, expect?.writeDbid ? expect.dbid : null);
+      const token = observer?.beforeCommit();
       conn.exec('COMMIT');
+      observer?.afterCommit({ txid: stored.txid, fence: lease.fence, epoch: this.epoch }, token);
     } catch (err) {
       if (conn.inTransaction) conn.exec('ROLLBACK');
       throw err;
@@ -170,6 +198,13 @@ export class FencedTransactions {
     }
     const txid = this.pendingTxid;
     const busyDeadline = Date.now() + this.busyTimeoutMs;
+    let token: unknown;
+    try {
+      token = this.observer?.beforeCommit();
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
     try {
       // COMMIT waits for readers' SHARED locks; SQLITE_BUSY leaves the transaction open to retry.
       for (;;) {
@@ -193,6 +228,7 @@ export class FencedTransactions {
       throw err;
     }
     this.lastTxid = txid;
+    this.observer?.afterCommit({ txid, fence: this.lease.fence, epoch: this.epoch }, token);
     return txid;
   }
 

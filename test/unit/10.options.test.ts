@@ -43,6 +43,7 @@ describe('defaults', () => {
       busyTimeoutMs: 5000,
       journalMode: 'TRUNCATE',
       locks: 'auto',
+      standby: null,
     });
     expect(Object.isFrozen(r)).toBe(true);
     expect(Object.isFrozen(r.coordinator)).toBe(true);

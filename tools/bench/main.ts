@@ -34,6 +34,7 @@ import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
 import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
+import { benchStandby } from './standby';
 import { benchTakeover } from './takeover';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
@@ -49,6 +50,7 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   scaling: benchScaling,
   sshfs: benchSshfs,
   serve: benchServe,
+  standby: benchStandby,
   takeover: benchTakeover,
 };
 
@@ -59,7 +61,7 @@ const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run be
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
-                     serve (sqlite-ha serve through @libsql/client over loopback),
+                     serve (sqlite-ha serve through @libsql/client over loopback), standby,
                      takeover (lockless unclean takeover by file size on sshfs; only when named)
   --json             print the results document on stdout (the table goes to stderr)
   --dir DIR          where the database files go (default: a temp dir under the OS temp dir)

@@ -98,6 +98,7 @@ const BENCH_TITLES: Record<string, string> = {
   scaling: '6. read scaling: reader processes against one writer',
   sshfs: "7. lockless mode on sshfs (one export, two mounts): locks 'none' vs 'trusted' vs raw, same mount, one run",
   serve: '8. sqlite-ha serve through @libsql/client over loopback, vs raw better-sqlite3 and the in-process handle',
+  standby: '9. standby copy: async and sync vs no standby vs raw (rotated rounds), async lag, promotion of a large database',
 };
 
 /** The terminal table: one section per benchmark, each figure with spread, target and verdict. */

@@ -4,12 +4,12 @@
  */
 import { monotonicNow } from '../../clock';
 import type { Etcd3 } from 'etcd3';
-import { AcquireTimeoutError, CoordinatorUnavailableError, SqliteHaError } from '../../errors';
+import { AcquireTimeoutError, CoordinatorUnavailableError, DatabaseMovedError, SqliteHaError } from '../../errors';
 import { waitKeysGone } from './mutex';
 import type { ResolvedEtcdCoordinator } from '../../options';
 import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
 import { createEtcdClient, etcdCall } from './client';
-import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd } from './keys';
+import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd, StandbyRecord } from './keys';
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { Session } from './session';
@@ -53,6 +53,10 @@ export class EtcdCoordinator implements GatedCoordinator {
         }),
       );
       const held = await waitTurn(this.client, this.keys, queued, deadline, { node: this.s.nodeId, ttlMs: sess.ttlMs });
+      // After a promotion only the new path may be written: an old node would fork the data.
+      if (held.promoted && held.promoted.path !== this.s.info.path) {
+        throw new DatabaseMovedError(this.s.info.path, held.promoted.path, held.promoted.epoch);
+      }
       const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId);
       // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
       // the first write does not pay for setting it up. Without it the lease still goes when idle.
@@ -82,6 +86,12 @@ export class EtcdCoordinator implements GatedCoordinator {
   async readIdentity(): Promise<RecordedIdentity | null> {
     const res = await etcdCall('identity read', () => this.client.kv.range({ key: Buffer.from(this.keys.identity) }));
     return parseJson<RecordedIdentity>(res.kvs[0]?.value);
+  }
+
+  async reportStandby(record: Omit<StandbyRecord, 'node'>): Promise<void> {
+    const value: StandbyRecord = { ...record, node: this.s.nodeId };
+    // No lease: the last known position must outlive the node (that is when it matters).
+    await this.client.kv.put({ key: Buffer.from(this.keys.standby), value: Buffer.from(JSON.stringify(value)) }).catch(() => undefined);
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,10 @@
  *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
  *   <prefix>/<db>/serve/<node>         JSON ServeRecord of a node running `sqlite-ha serve`, on its
  *                                      own etcd lease (gone soon after the node is).
+ *   <prefix>/<db>/standby              JSON StandbyRecord: the standby's position as its last writer
+ *                                      saw it (best effort, at most about once a second).
+ *   <prefix>/<db>/promoted             JSON PromotionRecord: `sqlite-ha promote` moved the primary to
+ *                                      a file built from the standby; holders of any other path refuse.
  */
 import type { LeaseEventKind } from '../types';
 
@@ -50,6 +54,37 @@ export interface DatabaseInfo {
   node: string;
   /** The database id (from the identity key), once known. */
   id?: string;
+}
+
+/** Written by the holder's standby writer (src/standby/writer.ts). */
+export interface StandbyRecord {
+  node: string;
+  dir: string;
+  mode: 'async' | 'sync';
+  /** Newest txid durable in the standby chain (null: none yet). */
+  txid: number | null;
+  /** Newest txid the node committed (captured). */
+  capturedTxid: number | null;
+  lagMs: number;
+  lagging: boolean;
+  lastError: { code: string; message: string; time: number } | null;
+  time: number;
+}
+
+/** Written by `sqlite-ha promote`: where the database lives now. */
+export interface PromotionRecord {
+  /** The new primary file. */
+  path: string;
+  /** The path it replaced. */
+  previousPath: string | null;
+  /** The etcd revision of the promotion; also the new file's fence and epoch (above every older lease). */
+  epoch: number;
+  /** txid the new primary was built at. */
+  txid: number;
+  /** txid of the last acknowledged commit in etcd at promotion (txid - this = writes lost). */
+  ackedTxid: number;
+  standbyDir: string;
+  time: number;
 }
 
 /** One acquisition of the lease: from whom, why, and how long it took. */
@@ -126,6 +161,12 @@ export class Keys {
   }
   serve(node: string): string {
     return `${this.root}/serve/${encodeURIComponent(node)}`;
+  }
+  get standby(): string {
+    return `${this.root}/standby`;
+  }
+  get promoted(): string {
+    return `${this.root}/promoted`;
   }
   event(kind: EventRecord['kind']): string {
     return `${this.root}/events/${kind}`;

@@ -9,7 +9,7 @@ import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, LeaseLostError } from '../../errors';
 import { etcdCall, toCoordinatorError } from './client';
 import type { RecordedIdentity } from '../../storage/identity';
-import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd } from './keys';
+import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd, PromotionRecord } from './keys';
 
 export interface Queued {
   /** Create revision of our waiter key: the fence token once we hold the lock. */
@@ -27,6 +27,8 @@ export interface Held extends Queued {
   releasedAt: number | null;
   /** The database's identity record, if its first holder created one. */
   identity: RecordedIdentity | null;
+  /** Set once `sqlite-ha promote` moved the database (the caller refuses a different path). */
+  promoted: PromotionRecord | null;
 }
 
 /** Puts our waiter key (attached to leaseId) unless present; returns its create revision. */
@@ -82,13 +84,14 @@ export async function waitTurn(
         { request_range: { key: Buffer.from(keys.holder) } },
         { request_range: { key: Buffer.from(keys.released) } },
         { request_range: { key: Buffer.from(keys.identity) } },
+        { request_range: { key: Buffer.from(keys.promoted) } },
         { request_put: { key: Buffer.from(keys.holder), value: Buffer.from(JSON.stringify(record)) } },
       ],
       failure: [],
     }),
   );
   if (!confirm.succeeded) throw new LeaseLostError('our etcd lease expired while queued for the lock');
-  const [commitKv, holderKv, releasedKv, identityKv] = confirm.responses.slice(0, 4).map((r) => r.response_range.kvs[0]);
+  const [commitKv, holderKv, releasedKv, identityKv, promotedKv] = confirm.responses.slice(0, 5).map((r) => r.response_range.kvs[0]);
   const previous = parseJson<HolderRecord>(holderKv?.value);
   const released = parseJson<HolderRecord>(releasedKv?.value);
   const clean = previous === null || (released !== null && released.fence === previous.fence);
@@ -99,6 +102,7 @@ export async function waitTurn(
     cleanHandover: clean,
     releasedAt: clean && released ? released.time : null,
     identity: parseJson<RecordedIdentity>(identityKv?.value),
+    promoted: parseJson<PromotionRecord>(promotedKv?.value),
   };
 }
 
