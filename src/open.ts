@@ -15,10 +15,13 @@ import { OpenOptions, resolveOptions, ResolvedOptions } from './options';
 import { openReadOnly, openReadWrite, prepareFile } from './storage/connection';
 import { readMeta } from './storage/meta';
 import { lockVerdictFor } from './storage/mounts';
+import { realPath } from './storage/paths';
 
 /** Opens a sqlite-ha handle on `path`: validates the options, checks the file and mount, builds the coordinator. */
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
-  const opts = resolveOptions(path, options);
+  const resolved = resolveOptions(path, options);
+  // Once, here: a symlink must not make the mount check judge the link's directory (HAZARDS H2).
+  const opts: ResolvedOptions = Object.freeze({ ...resolved, path: realPath(resolved.path) });
   if (!fs.existsSync(dirname(opts.path))) {
     throw new InvalidOptionError('path', path, `a file in an existing directory (${dirname(opts.path)} does not exist)`);
   }

@@ -2,6 +2,7 @@
  * open() options: the public shape, the defaults, and the single validation pass. Everything past
  * open() receives a frozen ResolvedOptions and never re-checks it.
  */
+import { createPrivateKey, X509Certificate } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -14,8 +15,13 @@ export interface EtcdCoordinatorOptions {
   endpoints: string[];
   /** Key prefix shared by every node of the cluster. Default '/sqlite-ha'. */
   prefix?: string;
-  /** PEM contents (not paths) for a TLS connection. */
+  /**
+   * TLS client settings. Each value is PEM: a Buffer (file contents), a string starting with
+   * '-----BEGIN' (PEM text), or any other string (a path to a PEM file, read once by open()).
+   * Without `ca` the system roots are used; `cert` and `key` go together.
+   */
   tls?: { ca?: Buffer | string; cert?: Buffer | string; key?: Buffer | string };
+  /** etcd user and password (never printed). */
   auth?: { username: string; password: string };
 }
 
@@ -269,41 +275,134 @@ function resolveCoordinator(c: unknown): ResolvedOptions['coordinator'] {
   if (!Array.isArray(endpoints) || endpoints.length === 0) {
     throw new InvalidOptionError('coordinator.endpoints', endpoints, "a non-empty array such as ['http://127.0.0.1:2379']");
   }
-  for (const e of endpoints) {
-    if (typeof e !== 'string' || !/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) {
-      throw new InvalidOptionError('coordinator.endpoints', e, "URLs like 'http://host:2379' or 'https://host:2379'");
-    }
-  }
+  for (const e of endpoints) checkEndpoint(e);
   const prefix = c.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== 'string' || !/^\/[^\s]*[^/\s]$|^\/$/.test(prefix) || prefix === '/') {
     throw new InvalidOptionError('coordinator.prefix', prefix, "a key prefix starting with '/' and not ending with '/', e.g. '/sqlite-ha'");
   }
-  if (c.auth !== undefined) {
-    if (!isObject(c.auth) || typeof c.auth.username !== 'string' || typeof c.auth.password !== 'string') {
-      // Never echo the password back.
-      throw new InvalidOptionError('coordinator.auth', '(redacted)', '{ username: string, password: string }');
+  const auth = resolveAuth(c.auth);
+  const tls = resolveTls(c.tls);
+  if (tls) {
+    const plain = endpoints.find((e: string) => e.startsWith('http://'));
+    if (plain !== undefined) {
+      throw new InvalidOptionError('coordinator.endpoints', plain, 'https:// endpoints when coordinator.tls is given (every endpoint uses TLS)');
     }
   }
-  if (c.tls !== undefined && !isObject(c.tls)) {
-    throw new InvalidOptionError('coordinator.tls', c.tls, '{ ca?, cert?, key? } with PEM contents');
-  }
-  const tls = c.tls as EtcdCoordinatorOptions['tls'];
   return Object.freeze({
     kind: 'etcd' as const,
     endpoints: Object.freeze(endpoints.map((e: string) => e.replace(/\/$/, ''))),
     prefix,
-    tls: tls === undefined ? null : Object.freeze({ ca: pem(tls, 'ca'), cert: pem(tls, 'cert'), key: pem(tls, 'key') }),
-    auth: c.auth === undefined ? null : Object.freeze({ username: c.auth.username as string, password: c.auth.password as string }),
+    tls,
+    auth,
   });
 }
 
-function pem(tls: NonNullable<EtcdCoordinatorOptions['tls']>, part: 'ca' | 'cert' | 'key'): Buffer | null {
-  const v: unknown = tls[part];
+// --- coordinator.endpoints, .auth and .tls: secrets are never echoed (keys, passwords, PEM). ---
+
+function checkEndpoint(e: unknown): void {
+  if (typeof e !== 'string' || !/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) {
+    const shown = typeof e === 'string' ? e.replace(/\/\/[^/@]*@/, '//(credentials not shown)@') : e;
+    throw new InvalidOptionError('coordinator.endpoints', shown, "URLs like 'http://host:2379' or 'https://host:2379'");
+  }
+  if (e.includes('@')) {
+    throw new InvalidOptionError(
+      'coordinator.endpoints', e.replace(/\/\/[^/]*@/, '//(credentials not shown)@'),
+      'a URL without user or password in it; give credentials as coordinator.auth { username, password }',
+    );
+  }
+}
+
+const AUTH_KEYS = ['username', 'password'];
+
+function resolveAuth(a: unknown): ResolvedEtcdCoordinator['auth'] {
+  if (a === undefined) return null;
+  if (!isObject(a)) throw new InvalidOptionError('coordinator.auth', '(redacted)', '{ username: string, password: string }');
+  const unknown = Object.keys(a).find((k) => !AUTH_KEYS.includes(k));
+  if (unknown !== undefined) {
+    throw new InvalidOptionError('coordinator.auth', '(redacted)', `only the keys username and password (got a key ${JSON.stringify(unknown.slice(0, 64))})`);
+  }
+  if (typeof a.username !== 'string' || a.username.length === 0) {
+    throw new InvalidOptionError('coordinator.auth', '(redacted)', '{ username: string, password: string } with a non-empty username');
+  }
+  if (typeof a.password !== 'string' || a.password.length === 0) {
+    throw new InvalidOptionError('coordinator.auth', '(redacted)', '{ username: string, password: string } with a non-empty password');
+  }
+  return Object.freeze({ username: a.username, password: a.password });
+}
+
+const TLS_KEYS = ['ca', 'cert', 'key'];
+function resolveTls(t: unknown): ResolvedTls | null {
+  if (t === undefined) return null;
+  if (!isObject(t)) {
+    throw new InvalidOptionError('coordinator.tls', '(value not shown)', '{ ca?, cert?, key? }, each a PEM Buffer, PEM text or a path to a PEM file');
+  }
+  rejectUnknown('coordinator.tls', t, TLS_KEYS);
+  const ca = pem(t, 'ca');
+  const cert = pem(t, 'cert');
+  const key = pem(t, 'key');
+  if ((cert === null) !== (key === null)) {
+    throw new InvalidOptionError(
+      cert ? 'coordinator.tls.key' : 'coordinator.tls.cert', undefined,
+      'both cert and key for a client certificate (or neither)',
+    );
+  }
+  if (ca) certificate(ca, 'ca');
+  if (cert && key) {
+    const x509 = certificate(cert, 'cert');
+    let privateKey;
+    try {
+      privateKey = createPrivateKey(key);
+    } catch (err) {
+      throw new InvalidOptionError(
+        'coordinator.tls.key', `${key.length} bytes (contents not shown)`,
+        `an unencrypted PEM private key (gRPC cannot use a passphrase): ${shortCryptoError(err)}`,
+      );
+    }
+    if (!x509.checkPrivateKey(privateKey)) {
+      throw new InvalidOptionError('coordinator.tls.key', '(contents not shown)', `the private key of the certificate in coordinator.tls.cert (${x509.subject.replace(/\n/g, ', ')})`);
+    }
+    if (Date.parse(x509.validTo) < Date.now()) {
+      throw new InvalidOptionError(
+        'coordinator.tls.cert', `a certificate for ${x509.subject.replace(/\n/g, ', ')} that expired on ${x509.validTo}`,
+        'a certificate that is still valid: renew it and open() again',
+      );
+    }
+  }
+  return Object.freeze({ ca, cert, key });
+}
+
+/** A Buffer is PEM contents; a string is PEM text if it starts with '-----BEGIN', else a file path. */
+function pem(t: Record<string, unknown>, key: string): Buffer | null {
+  const v = t[key];
+  const option = `coordinator.tls.${key}`;
   if (v === undefined) return null;
   if (Buffer.isBuffer(v)) return v;
-  // Never echo it: it may be a private key.
-  if (typeof v !== 'string') throw new InvalidOptionError(`coordinator.tls.${part}`, '(value not shown)', 'PEM contents as a string or Buffer');
-  return Buffer.from(v);
+  if (typeof v !== 'string' || v.length === 0) {
+    throw new InvalidOptionError(option, typeof v === 'string' ? v : `a ${typeof v} (value not shown)`, 'a PEM Buffer, PEM text, or a path to a PEM file');
+  }
+  if (v.trimStart().startsWith('-----BEGIN')) return Buffer.from(v);
+  // Only a plausible path is shown: anything else may be key material without its PEM header.
+  const shown = v.length <= 4096 && !/[\n\r]/.test(v) ? v : '(value not shown)';
+  try {
+    return fs.readFileSync(v);
+  } catch (err) {
+    throw new InvalidOptionError(option, shown, `a readable PEM file or PEM text (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+}
+
+function certificate(buf: Buffer, key: string): X509Certificate {
+  try {
+    return new X509Certificate(buf);
+  } catch (err) {
+    throw new InvalidOptionError(
+      `coordinator.tls.${key}`, `${buf.length} bytes (contents not shown)`,
+      `a PEM certificate ('-----BEGIN CERTIFICATE-----'): ${shortCryptoError(err)}`,
+    );
+  }
+}
+
+function shortCryptoError(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0];
 }
 
 function int(

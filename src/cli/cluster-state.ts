@@ -88,9 +88,13 @@ export interface ClusterView {
 
 export const FOREIGN = '(foreign)';
 
-/** Every key under `<prefix>/`, read at one revision. */
-export async function readKeys(client: Etcd3, prefix: string): Promise<{ kvs: IKeyValue[]; revision: number }> {
-  const res = await client.kv.range({ key: Buffer.from(prefix + '/'), range_end: prefixEnd(prefix + '/') });
+/**
+ * Every key under `<prefix>/` (or only `<prefix>/<db>/`: all that an etcd role granted on one
+ * database may read), read at one revision.
+ */
+export async function readKeys(client: Etcd3, prefix: string, db?: string): Promise<{ kvs: IKeyValue[]; revision: number }> {
+  const from = db === undefined ? prefix + '/' : `${prefix}/${db}/`;
+  const res = await client.kv.range({ key: Buffer.from(from), range_end: prefixEnd(from) });
   return { kvs: res.kvs, revision: Number(res.header.revision) };
 }
 
@@ -105,10 +109,10 @@ export async function readLeaseTtl(client: Etcd3, leaseDecimal: string): Promise
   };
 }
 
-/** A consistent view of every database under the prefix, bounded by the connection timeout. */
-export async function readClusterState(client: Etcd3, s: ConnectionSettings): Promise<ClusterView> {
-  return withDeadline(s, `reading ${s.prefix}`, async () => {
-    const { kvs, revision } = await readKeys(client, s.prefix);
+/** A consistent view of every database under the prefix (or of `db`), bounded by the connection timeout. */
+export async function readClusterState(client: Etcd3, s: ConnectionSettings, db?: string): Promise<ClusterView> {
+  return withDeadline(s, `reading ${db === undefined ? s.prefix : `${s.prefix}/${db}/`}`, async () => {
+    const { kvs, revision } = await readKeys(client, s.prefix, db);
     const leases = await readQueueLeases(client, s.prefix, kvs);
     return deriveView(s.prefix, kvs, leases, revision, Date.now());
   });

@@ -34,7 +34,8 @@ export async function withDeadline<T>(s: ConnectionSettings, what: string, op: (
     if (isTransportError(err)) throw new EtcdAccessError(unreachableMessage(s, what, shortReason(err)));
     if (isAuthError(err)) {
       throw new EtcdAccessError(`etcd at ${s.endpoints.join(',')} refused access (${what}): ${shortReason(err)}. ` +
-        'Check SQLITE_HA_ETCD_USER and the password (environment or file), and the role granted on the prefix.');
+        'Check SQLITE_HA_ETCD_USER and the password (environment or file), and the role granted on the prefix ' +
+        '(a role granted on one database only reads <prefix>/<db>/: pass --db <name>).');
     }
     throw err;
   } finally {

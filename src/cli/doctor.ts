@@ -16,12 +16,16 @@ import { DEFAULTS, defaultSafetyMarginMs } from '../options';
 import { LockVerdict, lockVerdictFor } from '../storage/mounts';
 import { hasMetaTable, readMetaAnyVersion } from '../storage/meta';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
-import { duration, styleFor } from './format';
+import { compactionFinding, readCompactionState } from './compaction';
+import { duration, jsonText, printable, styleFor } from './format';
+
+/** doctor warns when etcd was never compacted past this many revisions. */
+export const COMPACTION_WARN_REVISIONS = 100_000;
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  check: 'directory' | 'filesystem' | 'locks' | 'database' | 'fsync' | 'etcd' | 'clock' | 'lease' | 'standby';
+  check: 'directory' | 'filesystem' | 'locks' | 'database' | 'fsync' | 'etcd' | 'compaction' | 'clock' | 'lease' | 'standby';
   verdict: Verdict;
   summary: string;
   /** What to do; null when nothing is needed. */
@@ -37,6 +41,8 @@ export interface DoctorOptions {
   fsyncSamples: number;
   /** The standby directory to judge (open() option standby.dir). */
   standby?: string;
+  /** Warn about compaction when etcd was never compacted past this revision. Default 100000. */
+  compactionRevisions?: number;
 }
 
 export interface DoctorReport {
@@ -50,15 +56,16 @@ export async function runDoctor(
 ): Promise<number> {
   const report = await diagnose(s, file, opts);
   if (opts.json) {
-    out.write(JSON.stringify(report, null, 2) + '\n');
+    out.write(jsonText(report, 2) + '\n');
   } else {
     const st = styleFor(out);
     const paint = (v: Verdict) =>
       v === 'ok' ? st.green('ok  ') : v === 'warn' ? st.yellow('warn') : v === 'fail' ? st.red('fail') : st.dim('skip');
-    const lines = [`sqlite-ha doctor ${report.path}`, ''];
+    const lines = [`sqlite-ha doctor ${printable(report.path)}`, ''];
+    // Summaries quote etcd's info record and the file system: escaped before reaching the terminal.
     for (const f of report.findings) {
-      lines.push(`  ${paint(f.verdict)}  ${f.check.padEnd(10)}  ${f.summary}`);
-      if (f.advice) lines.push(`${' '.repeat(20)}-> ${f.advice}`);
+      lines.push(`  ${paint(f.verdict)}  ${f.check.padEnd(10)}  ${printable(f.summary)}`);
+      if (f.advice) lines.push(`${' '.repeat(20)}-> ${printable(f.advice)}`);
     }
     const count = (v: Verdict) => report.findings.filter((f) => f.verdict === v).length;
     lines.push('', `${count('fail')} failed, ${count('warn')} warnings, ${count('ok')} ok, ${count('skip')} skipped`);
@@ -93,7 +100,7 @@ export async function diagnose(s: ConnectionSettings, file: string, opts: Doctor
     findings.push({ check: 'etcd', verdict: 'skip', summary: why, advice: null });
     findings.push({ check: 'clock', verdict: 'skip', summary: why, advice: null });
   } else {
-    const e = await etcdFindings(s, name);
+    const e = await etcdFindings(s, name, opts.compactionRevisions ?? COMPACTION_WARN_REVISIONS);
     findings.push(...e.findings);
     rttP99 = e.rttP99;
     info = e.info;
@@ -354,7 +361,7 @@ function fsyncFinding(dir: string, f: FsyncStats | null): Finding {
 }
 
 async function etcdFindings(
-  s: ConnectionSettings, name: string,
+  s: ConnectionSettings, name: string, compactionRevisions: number,
 ): Promise<{ findings: Finding[]; rttP99: number | null; info: DatabaseInfo | null }> {
   const client = createClient(s);
   const findings: Finding[] = [];
@@ -391,6 +398,12 @@ async function etcdFindings(
       advice: p99 > 100 ? 'slow etcd round trips eat into the lease safety margin; run etcd close to the nodes on fast disks' : null,
       data: { version, rttP50Ms: p50, rttMaxMs: p99 },
     });
+    try {
+      const state = await withDeadline(s, 'compaction', () => readCompactionState(client, new Keys(s.prefix, name).info));
+      findings.push(compactionFinding(state, compactionRevisions));
+    } catch (err) {
+      findings.push({ check: 'compaction', verdict: 'skip', summary: `not checked: ${(err as Error).message}`, advice: null });
+    }
     findings.push(await clockFinding(s));
     return { findings, rttP99: p99, info };
   } finally {

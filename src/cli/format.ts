@@ -74,3 +74,42 @@ const ansi: Style = {
 export function styleFor(stream: NodeJS.WriteStream): Style {
   return stream.isTTY && !process.env.NO_COLOR ? ansi : plain;
 }
+
+// Control characters (C0 but for nothing, DEL, C1) and the Unicode bidi overrides, which can
+// rewrite a terminal (ESC]0;… sets the title, ESC[2J clears) or reorder a line.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeChar(c: string): string {
+  const n = c.charCodeAt(0);
+  return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * The one escape for text the CLI did not write itself (etcd keys and values, node ids, error
+ * messages): every control character becomes a visible `\xNN`. `keepNewlines` for multi-line text.
+ */
+export function printable(text: string, opts: { keepNewlines?: boolean } = {}): string {
+  return opts.keepNewlines
+    ? text.split('\n').map((l) => l.replace(UNPRINTABLE, escapeChar)).join('\n')
+    : text.replace(UNPRINTABLE, escapeChar);
+}
+
+/** A copy of plain data with every string (keys included) passed through printable(), for rendering. */
+export function printableCopy<T>(value: T): T {
+  if (typeof value === 'string') return printable(value) as T;
+  if (Array.isArray(value)) return value.map((v) => printableCopy(v)) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[printable(k)] = printableCopy(v);
+    return out as T;
+  }
+  return value;
+}
+
+// What JSON.stringify leaves raw inside strings (it escapes C0 itself; newlines outside are layout).
+const JSON_RAW = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON.stringify whose output has no raw control character either (JSON leaves DEL and C1 raw). */
+export function jsonText(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(JSON_RAW, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

@@ -7,7 +7,7 @@ import type { HandoverRecord } from '../coordinator/etcd/keys';
 import { Keys, EventRecord, parseJson, prefixEnd } from '../coordinator/etcd/keys';
 import { classify } from './cluster-state';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
-import { dateTime, duration, styleFor, table } from './format';
+import { dateTime, duration, jsonText, printableCopy, styleFor, table } from './format';
 
 export interface HistoryOptions {
   db?: string;
@@ -64,7 +64,7 @@ export async function readHistory(s: ConnectionSettings, opts: HistoryOptions): 
 export async function runHistory(s: ConnectionSettings, opts: HistoryOptions, out: NodeJS.WriteStream): Promise<number> {
   const rows = await readHistory(s, opts);
   if (opts.json) {
-    out.write(JSON.stringify(rows.map((r) => ({ ...r, time: new Date(r.time).toISOString() })), null, 2) + '\n');
+    out.write(jsonText(rows.map((r) => ({ ...r, time: new Date(r.time).toISOString() })), 2) + '\n');
     return 0;
   }
   if (rows.length === 0) {
@@ -72,9 +72,10 @@ export async function runHistory(s: ConnectionSettings, opts: HistoryOptions, ou
     return 0;
   }
   const st = styleFor(out);
+  const shown = printableCopy(rows); // nodes and names come from etcd: never raw to the terminal
   const lines = table(
     ['TIME', 'DATABASE', 'FENCE', 'NODE', 'PREVIOUS', 'CAUSE', 'WAITED', 'HAND-OVER'],
-    rows.map((r) => [
+    shown.map((r) => [
       dateTime(r.time),
       r.db,
       String(r.fence),

@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import * as fs from 'fs';
 import * as path from 'path';
 // Commands are loaded when run: usage errors and --help stay fast and never load gRPC.
+import { printable } from './format';
 import { EtcdAccessError, GlobalFlags, UsageError, resolveConnection } from './settings';
 
 const ENV_HELP = `
@@ -31,6 +32,16 @@ function intArg(name: string, min: number, max: number) {
     return n;
   };
 }
+
+/** `--metrics-port`: `<port>`, `<host>:<port>` or `[<ipv6>]:<port>`. */
+function metricsAddress(value: string): { host?: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s\[\]]+)):(\d+)$/.exec(value);
+  const port = intArg('--metrics-port', 0, 65535)(m ? m[3] : value);
+  return m ? { host: m[1] ?? m[2], port } : { port };
+}
+
+/** Metrics stay on loopback unless an address is given (they describe the cluster to anyone who asks). */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
 function version(): string {
   try {
@@ -68,7 +79,8 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .command('status')
     .description('every database under the prefix: holder, fence, lease TTL left, waiters, last commit, storage mode')
     .option('--json', 'stable JSON for scripts')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--db <name>', 'only this database (reads <prefix>/<db>/ alone: enough with a role granted on that database)')
+    .action(async (opts: { json?: boolean; db?: string }, cmd: Command) => {
       const { runStatus } = await import('./status');
       setCode(await runStatus(settingsOf(cmd), opts, process.stdout));
     });
@@ -77,12 +89,20 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .command('monitor')
     .description('live view driven by an etcd watch (redraws on a terminal, JSON lines otherwise)')
     .option('--json', 'JSON lines even on a terminal')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on this port (0: any free port)', intArg('--metrics-port', 0, 65535))
-    .option('--metrics-host <host>', 'address for the metrics server', '0.0.0.0')
+    .option('--metrics-port <[host:]port>', 'serve Prometheus metrics on this port (0: any free port), on 127.0.0.1 unless a host is given', metricsAddress)
+    .option('--metrics-host <host>', `address for the metrics server (default: ${DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)`)
     .option('--events <n>', 'events kept in the terminal view', intArg('--events', 1, 10000), 200)
-    .action(async (opts: { json?: boolean; metricsPort?: number; metricsHost: string; events: number }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; metricsPort?: { host?: string; port: number }; metricsHost?: string; events: number }, cmd: Command) => {
+      const addr = opts.metricsPort;
+      if (addr?.host !== undefined && opts.metricsHost !== undefined && addr.host !== opts.metricsHost) {
+        throw new UsageError(`--metrics-port ${addr.host}:${addr.port} and --metrics-host ${opts.metricsHost} name different addresses; give one`);
+      }
+      if (opts.metricsHost !== undefined && !addr) throw new UsageError('--metrics-host needs --metrics-port');
       const { runMonitor } = await import('./monitor');
-      setCode(await runMonitor(settingsOf(cmd), opts, { out: process.stdout, err: process.stderr, input: process.stdin }));
+      setCode(await runMonitor(settingsOf(cmd), {
+        json: opts.json, events: opts.events, metricsPort: addr?.port,
+        metricsHost: addr?.host ?? opts.metricsHost ?? DEFAULT_METRICS_HOST,
+      }, { out: process.stdout, err: process.stderr, input: process.stdin }));
     });
 
   program
@@ -117,7 +137,8 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .option('--safety-margin-ms <ms>', 'safety margin to judge (default: min(1000, TTL/4))', intArg('--safety-margin-ms', 0, 3_600_000))
     .option('--fsync-samples <n>', 'fsyncs to time', intArg('--fsync-samples', 1, 1000), 20)
     .option('--standby <dir>', 'also judge this standby directory (must be on another device and filesystem)')
-    .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number; standby?: string }, cmd: Command) => {
+    .option('--compaction-revisions <n>', 'warn when etcd was never compacted past this revision (default: 100000)', intArg('--compaction-revisions', 1, 1e12))
+    .action(async (file: string, opts: { json?: boolean; name?: string; leaseTtlMs?: number; safetyMarginMs?: number; fsyncSamples: number; standby?: string; compactionRevisions?: number }, cmd: Command) => {
       const { runDoctor } = await import('./doctor');
       setCode(await runDoctor(settingsOf(cmd), file, opts, process.stdout));
     });
@@ -209,14 +230,14 @@ export async function main(argv: string[]): Promise<number> {
       return 2; // commander already printed the error and the usage
     }
     if (err instanceof UsageError) {
-      process.stderr.write(`sqlite-ha: ${err.message}\nRun 'sqlite-ha --help' for usage.\n`);
+      process.stderr.write(`sqlite-ha: ${printable(err.message, { keepNewlines: true })}\nRun 'sqlite-ha --help' for usage.\n`);
       return 2;
     }
     if (err instanceof EtcdAccessError) {
-      process.stderr.write(`sqlite-ha: ${err.message}\n`);
+      process.stderr.write(`sqlite-ha: ${printable(err.message, { keepNewlines: true })}\n`);
       return 1;
     }
-    process.stderr.write(`sqlite-ha: ${(err as Error)?.message ?? String(err)}\n`);
+    process.stderr.write(`sqlite-ha: ${printable((err as Error)?.message ?? String(err), { keepNewlines: true })}\n`);
     if (process.env.SQLITE_HA_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
     return 1;
   }
@@ -229,7 +250,7 @@ if (require.main === module) {
   main(process.argv).then(
     (code) => process.stdout.write('', () => process.exit(code)),
     (err) => {
-      process.stderr.write(`sqlite-ha: ${String(err)}\n`);
+      process.stderr.write(`sqlite-ha: ${printable(String(err), { keepNewlines: true })}\n`);
       process.exit(1);
     },
   );

@@ -17,7 +17,7 @@ import {
   viewToJson,
 } from './cluster-state';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
-import { clock, duration, fit, styleFor, ttlBar } from './format';
+import { clock, duration, fit, jsonText, printableCopy, styleFor, ttlBar } from './format';
 import { ClusterMetrics, KeepAliveProbe, serveMetrics } from './metrics';
 import { standbyText } from './status';
 
@@ -354,7 +354,7 @@ class Monitor {
   private emitLine(obj: Record<string, unknown>): void {
     if (this.stopping) return;
     if (obj.time === undefined) obj = { ...obj, time: new Date().toISOString() };
-    const line = JSON.stringify(obj) + '\n';
+    const line = jsonText(obj) + '\n';
     if (obj.type === 'snapshot' && !this.snapshotSent) {
       this.snapshotSent = true;
       this.io.out.write(line + this.held.splice(0).join(''));
@@ -419,8 +419,9 @@ class Monitor {
 
   private render(): void {
     if (!this.tty || this.stopping) return;
-    const view = this.currentView();
-    if (!view) return;
+    const raw = this.currentView();
+    if (!raw) return;
+    const view = printableCopy(raw); // names, nodes and keys come from etcd: never raw to the terminal
     const cols = Math.max(40, this.io.out.columns || 120);
     const rows = Math.max(10, this.io.out.rows || 40);
     const st = styleFor(this.io.out);
@@ -471,7 +472,7 @@ class Monitor {
     const room = rows - out.length - 1;
     if (this.recent.length === 0) out.push(st.dim('(none yet)'));
     for (const e of this.recent.slice(0, Math.max(0, room))) {
-      const text = fit(describeEvent(e), cols);
+      const text = fit(describeEvent(printableCopy(e)), cols);
       out.push(e.type === 'expired' || e.type === 'lease-lost' || e.type === 'fenced-write-refused' ||
         e.type === 'commit-outcome-unknown' || e.type === 'etcd-disconnected' ? st.yellow(text) : text);
     }

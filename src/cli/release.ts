@@ -8,7 +8,7 @@ import * as readline from 'readline';
 import { EtcdLeaseInvalidError, GRPCNotFoundError } from 'etcd3';
 import { DatabaseView, QueueEntry, readClusterState } from './cluster-state';
 import { ConnectionSettings, UsageError, createClient, withDeadline } from './connection';
-import { duration } from './format';
+import { duration, printable, printableCopy } from './format';
 
 export interface ReleaseOptions {
   force?: boolean;
@@ -29,19 +29,26 @@ export async function runRelease(s: ConnectionSettings, db: string, opts: Releas
   }
   const client = createClient(s);
   try {
-    const before = await readClusterState(client, s);
-    const d = before.databases.find((x) => x.name === db);
-    if (!d) {
-      const known = before.databases.map((x) => x.name).join(', ') || 'none';
-      io.err.write(`sqlite-ha: no database named ${JSON.stringify(db)} under ${s.prefix} (known: ${known})\n`);
+    // Only <prefix>/<db>/ is read and revoked: a role granted on this database is enough.
+    const before = await readClusterState(client, s, db);
+    const raw = before.databases.find((x) => x.name === db);
+    if (!raw) {
+      const known = await readClusterState(client, s).then(
+        (all) => all.databases.map((x) => printable(x.name)).join(', ') || 'none',
+        () => 'not readable with these credentials',
+      );
+      io.err.write(`sqlite-ha: no database named ${printable(JSON.stringify(db))} under ${s.prefix} (known: ${known})\n`);
       return 1;
     }
-    if (!d.holder) {
-      io.out.write(`${db} has no holder; nothing to release.\n`);
+    // What is shown comes from etcd: escaped; what is compared and revoked stays raw.
+    const d = printableCopy(raw);
+    if (!raw.holder || !d.holder) {
+      io.out.write(`${d.name} has no holder; nothing to release.\n`);
       return 0;
     }
     const h = d.holder;
-    if (h.lease === '0') {
+    const rawHolder = raw.holder;
+    if (rawHolder.lease === '0') {
       io.err.write(`sqlite-ha: the holder key ${h.key} has no lease, so it cannot be revoked; delete it with etcdctl if it is stale\n`);
       return 1;
     }
@@ -55,15 +62,15 @@ export async function runRelease(s: ConnectionSettings, db: string, opts: Releas
     }
 
     // The queue may have moved while the prompt was open: revoke only the lease we showed.
-    const now = await readClusterState(client, s);
+    const now = await readClusterState(client, s, db);
     const still = now.databases.find((x) => x.name === db)?.holder;
-    if (!still || still.key !== h.key || still.createRevision !== h.createRevision) {
-      io.out.write(`The holder changed meanwhile (now ${still ? `${still.node}, fence ${still.createRevision}` : 'none'}); ` +
+    if (!still || still.key !== rawHolder.key || still.createRevision !== rawHolder.createRevision) {
+      io.out.write(`The holder changed meanwhile (now ${still ? `${printable(still.node)}, fence ${still.createRevision}` : 'none'}); ` +
         'nothing was changed. Run release again if it is stuck.\n');
       return 1;
     }
     try {
-      await withDeadline(s, `revoking lease ${h.leaseId}`, () => client.leaseClient.leaseRevoke({ ID: h.lease }));
+      await withDeadline(s, `revoking lease ${h.leaseId}`, () => client.leaseClient.leaseRevoke({ ID: rawHolder.lease }));
     } catch (err) {
       if (err instanceof EtcdLeaseInvalidError || err instanceof GRPCNotFoundError || /lease not found/i.test(String(err))) {
         io.out.write(`Lease ${h.leaseId} was already gone (expired or released); nothing was changed.\n`);
@@ -73,11 +80,11 @@ export async function runRelease(s: ConnectionSettings, db: string, opts: Releas
     }
     io.out.write(`Revoked lease ${h.leaseId} of ${h.node}: etcd deleted its lock key ${h.key} (fence ${h.createRevision}).\n`);
 
-    const after = (await readClusterState(client, s)).databases.find((x) => x.name === db);
+    const after = (await readClusterState(client, s, db)).databases.find((x) => x.name === db);
     if (after?.holder) {
-      io.out.write(`${db} is now held by ${after.holder.node} (fence ${after.holder.createRevision}).\n`);
+      io.out.write(`${d.name} is now held by ${printable(after.holder.node)} (fence ${after.holder.createRevision}).\n`);
     } else {
-      io.out.write(`Nobody was waiting: ${db} has no holder now; the next writer acquires it at once.\n`);
+      io.out.write(`Nobody was waiting: ${d.name} has no holder now; the next writer acquires it at once.\n`);
     }
     io.out.write(h.foreign
       ? 'The old holder is not an sqlite-ha node: sqlite-ha cannot fence it, so make sure that process stops writing.\n'

@@ -4,25 +4,28 @@
  */
 import { ClusterView, DatabaseView, QueueEntry, readClusterState, viewToJson } from './cluster-state';
 import { ConnectionSettings, createClient } from './connection';
-import { duration, styleFor, table } from './format';
+import { duration, jsonText, printableCopy, styleFor, table } from './format';
 
 export interface StatusOptions {
   json?: boolean;
+  /** Only this database: reads `<prefix>/<db>/` alone, all that a role granted on it allows. */
+  db?: string;
 }
 
 export async function runStatus(s: ConnectionSettings, opts: StatusOptions, out: NodeJS.WriteStream): Promise<number> {
   const client = createClient(s);
   try {
-    const view = await readClusterState(client, s);
-    out.write(opts.json ? JSON.stringify(viewToJson(view), null, 2) + '\n' : renderStatus(view, out).join('\n') + '\n');
+    const view = await readClusterState(client, s, opts.db);
+    out.write(opts.json ? jsonText(viewToJson(view), 2) + '\n' : renderStatus(view, out).join('\n') + '\n');
     return 0;
   } finally {
     client.close();
   }
 }
 
-export function renderStatus(view: ClusterView, out: NodeJS.WriteStream): string[] {
+export function renderStatus(raw: ClusterView, out: NodeJS.WriteStream): string[] {
   const st = styleFor(out);
+  const view = printableCopy(raw); // names, nodes and keys come from etcd: never raw to the terminal
   if (view.databases.length === 0) {
     return [`no databases under ${view.prefix} (etcd revision ${view.revision})`];
   }

@@ -13,7 +13,7 @@ import { Coordinator, isGated } from '../coordinator/types';
 import { UnsafeStorageError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { StandbyStatus, StandbyWriter } from '../standby/writer';
-import { assertSafeSql } from '../storage/connection';
+import { assertAllowed, guardedExec } from '../storage/sql-guard';
 import { Connections } from './connections';
 import { LeaseHolder } from './lease-holder';
 import { LeaseStatus } from './lease-status';
@@ -21,6 +21,7 @@ import { LocklessMode } from './modes/lockless';
 import type { Consistency, LocksInUse, StorageMode } from './modes/mode';
 import { TrustedMode } from './modes/trusted';
 import { Reads } from './reads';
+import { IN_EXEC, READ_ONLY } from './sql-policy';
 import { pragmaKind, splitTransactionScript } from './sql-text';
 import { HAStatement, Statement } from './statement';
 import { HandleStatementHost } from './statement-host';
@@ -110,7 +111,7 @@ export class HADatabase {
 
   exec(sql: string): this {
     this.conns.assertOpen();
-    assertSafeSql(sql);
+    if (typeof sql !== 'string') throw new TypeError('Expected first argument to be a string');
     if (this.writes.control(sql)) return this;
     const h = this.holder.usable;
     const script = splitTransactionScript(sql);
@@ -118,18 +119,18 @@ export class HADatabase {
       // exec('BEGIN; ...; COMMIT') as better-sqlite3 code writes it: fenced BEGIN, body, checked COMMIT.
       // Like SQLite, an error in the body leaves the transaction open for the caller to roll back.
       this.writes.control(script.begin);
-      if (script.body.trim()) h.rw.exec(script.body);
+      if (script.body.trim()) guardedExec(h.rw, script.body, IN_EXEC);
       if (script.commits) this.writes.control('COMMIT');
       return this;
     }
     if (h) {
-      this.writes.runSync('exec()', () => h.rw.exec(sql));
+      this.writes.runSync('exec()', () => guardedExec(h.rw, sql, IN_EXEC));
       return this;
     }
     const ro = this.conns.ro;
     const wasInTransaction = ro.inTransaction;
     try {
-      this.reads.run(() => ro.exec(sql));
+      this.reads.run(() => guardedExec(ro, sql, READ_ONLY));
     } catch (err) {
       // A refused 'BEGIN; INSERT ...' must not leave a read transaction (and its lock) behind.
       if (!wasInTransaction && ro.inTransaction) ro.exec('ROLLBACK');
@@ -170,7 +171,7 @@ export class HADatabase {
   pragma(source: string, options?: Database.PragmaOptions): unknown {
     if (typeof source !== 'string') throw new TypeError('Expected first argument to be a string');
     this.conns.assertOpen();
-    assertSafeSql(`PRAGMA ${source}`);
+    assertAllowed(`PRAGMA ${source}`, READ_ONLY);
     const kind = pragmaKind(source);
     const h = this.holder.usable;
     if (kind === 'writes-file' && h && !h.rw.inTransaction) {

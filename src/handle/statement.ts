@@ -7,7 +7,8 @@
  * better-sqlite3's (busy, reader, readonly, source, database); its state is in private fields.
  */
 import type Database from 'better-sqlite3';
-import { assertSafeSql } from '../storage/connection';
+import { assertAllowed } from '../storage/sql-guard';
+import { IN_PREPARE } from './sql-policy';
 
 /** What a statement needs from its handle (the handle's private adapter implements it). */
 export interface StatementHost {
@@ -50,7 +51,7 @@ export class Statement {
     this.source = source;
     this.database = database;
     this.#host = host;
-    assertSafeSql(source);
+    if (typeof source === 'string') assertAllowed(source, IN_PREPARE);
     this.#real(); // surface syntax errors at prepare() time, as better-sqlite3 does
   }
 

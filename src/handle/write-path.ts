@@ -5,13 +5,15 @@
  * only while the lease is held.
  */
 import type Database from 'better-sqlite3';
-import { LeaseLostError, NotLeaseHolderError } from '../errors';
+import { LeaseLostError, NotLeaseHolderError, UnsafeStorageError } from '../errors';
 import type { ResolvedOptions } from '../options';
+import { pinnedState, runGuarded } from '../storage/sql-guard';
 import type { BeginMode } from '../txn/fenced';
 import type { Connections } from './connections';
 import type { Holding, LeaseHolder } from './lease-holder';
 import type { StorageMode } from './modes/mode';
 import type { Reads } from './reads';
+import { IN_WRITE } from './sql-policy';
 import { transactionVerb } from './sql-text';
 
 const NO_CHANGE: Database.RunResult = Object.freeze({ changes: 0, lastInsertRowid: 0 });
@@ -48,9 +50,29 @@ export class WritePath {
         await sleep(10);
         continue;
       }
-      const result = h.fenced.work(() => fn(h.rw));
+      const result = h.fenced.work(() => {
+        const r = runGuarded(h.rw, IN_WRITE, () => fn(h.rw));
+        this.assertWriteIntact(h);
+        return r;
+      });
       await this.commit(h);
       return result;
+    }
+  }
+
+  /**
+   * After the user's function, before COMMIT: the transaction is still the handle's and the pinned
+   * pragmas are unchanged (the guard refuses both up front; this catches any way around it).
+   */
+  private assertWriteIntact(h: Holding): void {
+    if (!h.rw.inTransaction) {
+      throw new UnsafeStorageError('the write transaction was ended inside db.write(fn); the handle commits it itself');
+    }
+    if (pinnedState(h.rw) !== `${this.opts.journalMode.toLowerCase()},normal,2`) {
+      // Back to the pinned values before the rollback that follows releases the file lock.
+      h.rw.pragma('locking_mode = NORMAL');
+      h.rw.pragma('synchronous = FULL');
+      throw new UnsafeStorageError('a pinned pragma was changed inside db.write(fn) (docs/HAZARDS.md H1); the transaction was rolled back');
     }
   }
 

@@ -3,7 +3,8 @@
  * still open, close the gate and wait for registered readers to finish, COMMIT (deadline checked
  * inside), then publish the commit record and open the gate in one etcd transaction. A commit that
  * cannot be published may sit in a file the next holder has already moved away from, so it is
- * reported as an unknown outcome, never as success.
+ * reported as an unknown outcome, never as success, and the lease is dropped with it (which also
+ * opens the gate).
  */
 import { monotonicNow } from '../clock';
 import type { GatedLease } from '../coordinator/types';
@@ -28,6 +29,13 @@ export async function commitGated(
   }
   const record = { txid, fence: lease.fence, node, time: Date.now(), epoch: fenced.epoch };
   const published = await lease.publishCommit(record, { openGate: true }).catch(() => false);
-  if (!published) throw new CommitOutcomeUnknownError({ cause: new LeaseLostError('publishing the commit failed') });
+  if (!published) {
+    // The gate is still closed and attached to a lease that may well be alive: drop the lease,
+    // which deletes the gate (etcd revokes its keys; if etcd is unreachable, it expires within a
+    // TTL), so readers are never blocked until some later write. The next write takes over anew.
+    const reason = new LeaseLostError('publishing the commit failed');
+    await lease.abandon(reason).catch(() => undefined);
+    throw new CommitOutcomeUnknownError({ cause: reason });
+  }
   return txid;
 }

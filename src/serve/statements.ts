@@ -5,9 +5,12 @@
  */
 import { ServeError, SqliteHaError } from '../errors';
 import type { ProtoError, ProtoStmt, StmtResult } from './protocol';
-import { assertSafeSql } from '../storage/connection';
+import { assertAllowed, GuardPolicy } from '../storage/sql-guard';
 import { refusedOverNetwork, rewriteNumbered } from './sql';
 import { fromProto, SqlValue, toProto } from './values';
+
+/** Pinned pragmas are refused here too (transaction control is judged by refusedOverNetwork). */
+const SERVED: GuardPolicy = Object.freeze({ transactionControl: true, where: 'a served statement' });
 
 /** The part of a better-sqlite3 (or HAStatement) statement the runner uses. */
 export interface StmtLike {
@@ -47,7 +50,7 @@ function bindings(stmt: ProtoStmt, sql: string): { sql: string; params: unknown[
 
 /** Executes `stmt` (with its SQL already resolved) on `conn`; throws for SQL errors and limits. */
 export function runStmt(conn: Preparer, sql: string, stmt: ProtoStmt, maxRows: number): StmtResult {
-  assertSafeSql(sql);
+  assertAllowed(sql, SERVED);
   const b = bindings(stmt, sql);
   const s = conn.prepare(b.sql);
   const refused = refusedOverNetwork(sql, !s.readonly);
@@ -80,7 +83,7 @@ export function runStmt(conn: Preparer, sql: string, stmt: ProtoStmt, maxRows: n
 
 /** Runs a `sequence` (statements separated by semicolons, rows ignored) with the same guards. */
 export function runSequence(conn: { exec(sql: string): unknown }, sql: string): void {
-  assertSafeSql(sql);
+  assertAllowed(sql, SERVED);
   const refused = refusedOverNetwork(sql, true);
   if (refused) throw new ServeError('SQLITE_AUTH', refused);
   conn.exec(sql);

@@ -26,6 +26,8 @@ export function busySliceMs(s: ConnectionSettings): number {
 /** Pragmas that would break the storage rules if a user changed them. */
 export const PINNED_PRAGMAS = ['journal_mode', 'locking_mode', 'synchronous'] as const;
 
+const SQLITE_MAGIC = 'SQLite format 3\0';
+
 /** Creates the file if missing (a zero-byte file is a valid empty database) and checks its format. */
 export function prepareFile(file: string): void {
   let fd: number;
@@ -37,6 +39,12 @@ export function prepareFile(file: string): void {
   try {
     const header = Buffer.alloc(100);
     const n = fs.readSync(fd, header, 0, 100, 0);
+    if (n > 0 && (n < 16 || header.toString('latin1', 0, 16) !== SQLITE_MAGIC)) {
+      throw new UnsafeStorageError(
+        `${file} is not an SQLite database (its first bytes are not the SQLite header); sqlite-ha ` +
+          'refuses to open it so nothing overwrites it. Check the path (and that the right volume is mounted).',
+      );
+    }
     if (n >= 20 && (header[18] === 2 || header[19] === 2)) {
       throw new UnsafeStorageError(
         `${file} is in WAL format, which cannot work across hosts (HAZARDS H1). Convert it first on ` +

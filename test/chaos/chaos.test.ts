@@ -425,4 +425,26 @@ describe('the harness', () => {
   test('a real 40 s sweep of every fault kind on sshfs (lockless mode, one mount per node): exit 0, each kind injected, zero violations', async () => {
     await sweep('sshfs', 1);
   }, 95000);
+
+  test('etcd-restart-tls: a member of the mutual-TLS etcd killed and restarted with a rotated certificate; zero violations', async () => {
+    // The first seed whose schedule opens with this fault, so the run is short and certain to inject it.
+    const seed = Array.from({ length: 50 }, (_, i) => i + 1).find((s) => planSchedule(s, ['etcd'], 15000, 2000)[0]?.type === 'etcd-restart-tls');
+    expect(seed).toBeDefined();
+    const run = await harness(['--fs', 'local', '--duration', '12s', '--faults', 'etcd', '--seed', String(seed), '--json'], 85000);
+    const report = reportOf(run);
+    if (run.code !== 0 || !report.ok) process.stderr.write(`${run.stderr.slice(-6000)}\n`);
+    expect(report.violations).toEqual([]);
+    expect(report.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    const tls = report.faults.filter((f) => f.type === 'etcd-restart-tls');
+    expect(tls.length).toBeGreaterThan(0);
+    for (const f of tls) {
+      expect(f.injected).toBe(true);
+      expect(f.error).toBeUndefined();
+      expect(f.detail).toMatch(/restarted with a new TLS server certificate \(serial \w+ -> \w+\)/);
+      expect(f.ackAfterHealAt).not.toBeNull(); // the nodes reconnected over TLS and wrote again
+    }
+    expect(run.stderr).toMatch(/mutual TLS/);
+    expect(report.stats.append.acked).toBeGreaterThan(5);
+  }, 95000);
 });

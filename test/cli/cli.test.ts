@@ -253,7 +253,7 @@ describe('usage and connection errors', () => {
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0, 0]);
     expect(results[0].stdout).toMatch(/Exit codes: 0 ok, 1 finding or failure.*2 usage error/);
     cmds.forEach((c, i) => expect(results[i + 1].stdout).toContain(`Usage: sqlite-ha ${c}`));
-    expect(results[2].stdout).toContain('--metrics-port <port>');
+    expect(results[2].stdout).toContain('--metrics-port <[host:]port>');
     expect(results[4].stdout).toContain('--yes');
   });
 

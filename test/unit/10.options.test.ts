@@ -252,28 +252,31 @@ describe('identity', () => {
 });
 
 describe('etcd TLS options reach the one client factory intact', () => {
+  // PEM parsing, cert/key matching and expiry are checked in resolveOptions (test/unit/14 and
+  // test/integration/60.tls with real certificates); here only what the factory makes of them.
+  const HTTPS = { kind: 'etcd', endpoints: ['https://127.0.0.1:2379'] };
+  const resolvedWith = (tls: { ca: Buffer | null; cert: Buffer | null; key: Buffer | null }) =>
+    ({ kind: 'etcd' as const, endpoints: HTTPS.endpoints, prefix: '/sqlite-ha', tls, auth: null });
 
-  test('a client certificate without a CA resolves ca to null and the client gets no root certificate (system roots)', () => {
-    const r = resolveOptions('/tmp/a.db', { coordinator: { ...ETCD, tls: { cert: 'CERT', key: Buffer.from('KEY') } } });
-    expect(r.coordinator.kind === 'etcd' && r.coordinator.tls).toEqual({ ca: null, cert: Buffer.from('CERT'), key: Buffer.from('KEY') });
-    if (r.coordinator.kind !== 'etcd') throw new Error('etcd expected');
-    const creds = etcdClientOptions(r.coordinator, 1000).credentials!;
+  test('tls without a CA resolves ca to null and the client gets no root certificate (system roots)', () => {
+    const r = resolveOptions('/tmp/a.db', { coordinator: { ...HTTPS, tls: {} } });
+    expect(r.coordinator.kind === 'etcd' && r.coordinator.tls).toEqual({ ca: null, cert: null, key: null });
+    const creds = etcdClientOptions(resolvedWith({ ca: null, cert: Buffer.from('CERT'), key: Buffer.from('KEY') }), 1000).credentials!;
     // An empty buffer here would make gRPC trust no root at all.
     expect(creds.rootCertificate).toBeUndefined();
     expect([creds.certChain, creds.privateKey]).toEqual([Buffer.from('CERT'), Buffer.from('KEY')]);
   });
 
-  test('a CA given as a string reaches the client as its bytes; no tls means no credentials', () => {
-    const r = resolveOptions('/tmp/a.db', { coordinator: { ...ETCD, tls: { ca: 'CA PEM' } } });
-    if (r.coordinator.kind !== 'etcd') throw new Error('etcd expected');
-    expect(etcdClientOptions(r.coordinator, 1000).credentials!.rootCertificate).toEqual(Buffer.from('CA PEM'));
+  test('a CA reaches the client as its bytes; no tls means no credentials', () => {
+    expect(etcdClientOptions(resolvedWith({ ca: Buffer.from('CA PEM'), cert: null, key: null }), 1000).credentials!.rootCertificate)
+      .toEqual(Buffer.from('CA PEM'));
     const plain = resolveOptions('/tmp/a.db', { coordinator: ETCD });
     if (plain.coordinator.kind !== 'etcd') throw new Error('etcd expected');
     expect(etcdClientOptions(plain.coordinator, 1000).credentials).toBeUndefined();
   });
 
   test('a TLS part that is neither a string nor a Buffer is refused without echoing it', () => {
-    const e = invalid('/tmp/a.db', { coordinator: { ...ETCD, tls: { key: 12345 } } });
+    const e = invalid('/tmp/a.db', { coordinator: { ...HTTPS, tls: { key: 12345 } } });
     expect(e.option).toBe('coordinator.tls.key');
     expect(e.message).not.toContain('12345');
   });

@@ -1,10 +1,15 @@
 /**
  * The chaos etcd: three real members (EtcdCluster) listening on the chaos bridge address, so the
- * node namespaces reach them over their veths, plus the questions the fault injector asks: which
+ * node namespaces reach them over their veths, serving clients over mutual TLS (--client-cert-auth,
+ * certificates made at start by tools/cluster/certs.ts), plus the questions the fault injector asks: which
  * member leads (etcdctl endpoint status), and which node holds the write lease (the lowest create
  * revision under the lock prefix, as the Mutex recipe defines it).
  */
 import { spawn } from 'child_process';
+import { X509Certificate } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CertFiles, TestCa } from '../cluster/certs';
 import { EtcdCluster } from '../cluster/etcd-process';
 import { Keys } from '../../src/coordinator/etcd/keys';
 
@@ -42,11 +47,47 @@ export interface LockHolder {
 }
 
 export class ChaosEtcd {
-  private constructor(readonly cluster: EtcdCluster, readonly keys: Keys) {}
+  private rotations = 0;
+
+  private constructor(
+    readonly cluster: EtcdCluster, readonly keys: Keys, private readonly ca: TestCa,
+    private readonly host: string, private readonly server: CertFiles, readonly clientTls: { ca: string; cert: string; key: string },
+  ) {}
 
   static async start(host: string, members: number, dir: string, prefix: string, dbName: string): Promise<ChaosEtcd> {
-    const cluster = await EtcdCluster.start({ members, host, dir, startTimeoutMs: 30000 });
-    return new ChaosEtcd(cluster, new Keys(prefix, dbName));
+    const ca = TestCa.create(path.join(dir, 'tls'), 'chaos-ca');
+    const server = ca.server('server', { hosts: [host] });
+    const client = ca.client('client', 'sqlite-ha-chaos-node');
+    const cluster = await EtcdCluster.start({
+      members, host, dir, startTimeoutMs: 30000,
+      tls: { ca: ca.cert, cert: server.cert, key: server.key, clientCertAuth: true, client },
+    });
+    return new ChaosEtcd(cluster, new Keys(prefix, dbName), ca, host, server, { ca: ca.cert, cert: client.cert, key: client.key });
+  }
+
+  /**
+   * Kills member i, replaces the server certificate with a freshly issued one (new key, same CA:
+   * a rotation), and restarts the member with its data; clients must reconnect over TLS to it.
+   */
+  async restartWithNewCertificate(i: number): Promise<void> {
+    await this.cluster.kill(i);
+    const fresh = this.ca.server(`server-${++this.rotations}`, { hosts: [this.host] });
+    // Renamed over the files every member was started with: members still running loaded theirs.
+    fs.renameSync(fresh.key, this.server.key);
+    fs.renameSync(fresh.cert, this.server.cert);
+    await this.cluster.restart(i);
+  }
+
+  /** Serial number of the certificate member i presents now (to prove the rotation took). */
+  presentedSerial(i: number): Promise<string | null> {
+    const url = new URL(this.cluster.members[i].clientUrl);
+    return run('openssl', [
+      's_client', '-connect', `${url.hostname}:${url.port}`, '-CAfile', this.clientTls.ca,
+      '-cert', this.clientTls.cert, '-key', this.clientTls.key, '-servername', 'localhost',
+    ], 5000).then((r) => {
+      const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
+      return pem ? new X509Certificate(pem).serialNumber : null;
+    });
   }
 
   get endpoints(): string[] {
@@ -71,7 +112,7 @@ export class ChaosEtcd {
     const answers = await Promise.all(
       this.cluster.members.map(async (m, i) => {
         if (!this.isRunning(i)) return null;
-        const r = await run('etcdctl', ['--endpoints', m.clientUrl, '--command-timeout=1s', 'endpoint', 'status', '-w', 'json'], 3000);
+        const r = await run('etcdctl', ['--endpoints', m.clientUrl, ...this.cluster.etcdctlTlsArgs(), '--command-timeout=1s', 'endpoint', 'status', '-w', 'json'], 3000);
         if (r.code !== 0) return null;
         // member ids are uint64: compare the digits as text, JSON.parse would round them.
         const id = /"member_id":(\d+)/.exec(r.stdout)?.[1];
@@ -87,7 +128,7 @@ export class ChaosEtcd {
   async holder(): Promise<LockHolder | null> {
     const r = await run(
       'etcdctl',
-      ['--endpoints', this.endpoints.join(','), '--command-timeout=1s', 'get', '--prefix', this.keys.lockPrefix, '-w', 'json'],
+      ['--endpoints', this.endpoints.join(','), ...this.cluster.etcdctlTlsArgs(), '--command-timeout=1s', 'get', '--prefix', this.keys.lockPrefix, '-w', 'json'],
       3000,
     );
     if (r.code !== 0) return null;

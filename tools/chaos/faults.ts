@@ -11,6 +11,8 @@
  *              partition-node    the same for a node picked by the seed
  *   etcd       etcd-kill-leader  SIGKILL the etcd leader, restart it with its data after holdMs
  *              etcd-pause-member SIGSTOP an etcd member (leader or follower), then SIGCONT
+ *              etcd-restart-tls  SIGKILL a member (leader or follower) of the mutual-TLS cluster,
+ *                                issue it a new server certificate (new key, same CA), restart it
  *   storage    stale-mover       SIGKILL the holder (an unclean hand-over), then SIGSTOP its successor
  *                                in the middle of its takeover (lockless: waiting out the old lease or
  *                                moving the file) past its own TTL; a third node takes over; SIGCONT
@@ -37,7 +39,7 @@ export const FAULT_TYPES = {
   kill: ['kill-holder', 'kill-mid-commit'],
   pause: ['pause-holder', 'pause-mid-txn'],
   partition: ['partition-holder', 'partition-node'],
-  etcd: ['etcd-kill-leader', 'etcd-pause-member'],
+  etcd: ['etcd-kill-leader', 'etcd-pause-member', 'etcd-restart-tls'],
   storage: ['stale-mover', 'mount-missing', 'mixed-mounts'],
 } as const;
 export type FaultType = (typeof FAULT_TYPES)[FaultKind][number];
@@ -153,6 +155,8 @@ function holdFor(type: FaultType, ttlMs: number, prng: Prng): number {
       return prng.int(1200, 2500);
     case 'etcd-pause-member':
       return prng.int(1500, 3000);
+    case 'etcd-restart-tls':
+      return prng.int(800, 2000); // down, then back with a rotated certificate
     case 'stale-mover':
       return 2 * ttlMs + prng.int(1000, 2500); // the successor's own lease runs out, a third node waits it out
     case 'mount-missing':
@@ -325,6 +329,30 @@ export class FaultRunner {
           await etcd.restart(m);
           this.killedMembers.delete(m);
           rec.healAt = Date.now();
+          break;
+        }
+        case 'etcd-restart-tls': {
+          const leader = await this.findLeader();
+          let m: number;
+          if (f.leader && leader !== null) m = leader;
+          else {
+            const others = etcd.cluster.members.map((_, i) => i).filter((i) => i !== leader);
+            m = others[Math.min(others.length - 1, Math.floor(f.roll * others.length))];
+          }
+          rec.target = `etcd ${etcd.cluster.members[m].name}`;
+          const before = await etcd.presentedSerial(m);
+          rec.injectAt = Date.now();
+          this.killedMembers.add(m);
+          await etcd.kill(m);
+          rec.injected = true;
+          await sleep(f.holdMs);
+          await etcd.restartWithNewCertificate(m);
+          this.killedMembers.delete(m);
+          rec.healAt = Date.now();
+          const after = await etcd.presentedSerial(m);
+          rec.detail = `SIGKILL ${m === leader ? 'the leader' : 'a follower'}, down ${f.holdMs} ms, restarted with a new ` +
+            `TLS server certificate (serial ${before ?? '?'} -> ${after ?? '?'})`;
+          if (!before || !after || before === after) rec.error = `certificate rotation not confirmed (serial ${before} -> ${after})`;
           break;
         }
         case 'etcd-pause-member': {

@@ -206,7 +206,7 @@ async function runInDir(
   fs.mkdirSync(etcdDir, { recursive: true });
   cleanup.add('etcd', () => etcd?.killAllSync());
   etcd = await ChaosEtcd.start(net.hostAddr, 3, etcdDir, prefix, dbName);
-  log(`etcd: ${etcd.endpoints.join(' ')}`);
+  log(`etcd: ${etcd.endpoints.join(' ')} (mutual TLS, certificates in ${path.join(etcdDir, 'tls')})`);
 
   // Ballast for large-file runs, written on the server's disk before any node (fast; no meta row
   // yet: the setup below is the database's first holder).
@@ -217,7 +217,7 @@ async function runInDir(
   }
   // The schema and the accounts, written through the library like everything else.
   const setupDb = await open(dbFile, {
-    coordinator: { kind: 'etcd', endpoints: etcd.endpoints, prefix },
+    coordinator: { kind: 'etcd', endpoints: etcd.endpoints, prefix, tls: etcd.clientTls },
     nodeId: 'setup', leaseTtlMs: opts.ttlMs, ...LEASE,
   });
   const setupLocks = setupDb.locks;
@@ -237,6 +237,7 @@ async function runInDir(
     (i, incarnation): WorkerConfig => ({
       db: nodeDbFile(i),
       endpoints: e.endpoints,
+      tls: e.clientTls,
       prefix,
       nodeId: `n${i}`,
       incarnation,

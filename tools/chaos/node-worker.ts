@@ -26,6 +26,8 @@ export interface WorkerConfig {
   /** Path of the shared database file. */
   db: string;
   endpoints: string[];
+  /** PEM file paths for etcd's TLS (the chaos etcd serves clients over mutual TLS). */
+  tls?: { ca: string; cert: string; key: string };
   prefix: string;
   nodeId: string;
   incarnation: number;
@@ -101,7 +103,7 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
   parentCheck.unref();
 
   const options: OpenOptions = {
-    coordinator: { kind: 'etcd', endpoints: cfg.endpoints, prefix: cfg.prefix },
+    coordinator: { kind: 'etcd', endpoints: cfg.endpoints, prefix: cfg.prefix, ...(cfg.tls ? { tls: cfg.tls } : {}) },
     nodeId: cfg.nodeId,
     leaseTtlMs: cfg.leaseTtlMs,
     safetyMarginMs: cfg.safetyMarginMs,

@@ -23,6 +23,23 @@ export interface EtcdClusterOptions {
   /** Host to bind; 127.0.0.1 unless a namespace bridge address is wanted. */
   host?: string;
   startTimeoutMs?: number;
+  /** Serve clients over TLS (https:// client URLs); peers stay plain on loopback. */
+  tls?: EtcdTls;
+  /** More etcd flags, e.g. ['--auto-compaction-retention', '1']. */
+  extraArgs?: string[];
+}
+
+/** PEM file paths for a TLS cluster. */
+export interface EtcdTls {
+  /** CA that signed the client certificates (and the one etcdctl trusts for the server). */
+  ca: string;
+  /** The members' server certificate and key. */
+  cert: string;
+  key: string;
+  /** --client-cert-auth: clients must present a certificate signed by `ca`. */
+  clientCertAuth?: boolean;
+  /** The client certificate the harness's own etcdctl calls present (needed with clientCertAuth). */
+  client?: { cert: string; key: string };
 }
 
 /** True when an `etcd` binary is on PATH. */
@@ -47,11 +64,18 @@ export class EtcdCluster {
   readonly dir: string;
   private readonly host: string;
   private readonly startTimeoutMs: number;
+  readonly tls: EtcdTls | null;
+  private readonly extraArgs: string[];
 
   private constructor(opts: EtcdClusterOptions) {
     this.dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-etcd-'));
     this.host = opts.host ?? '127.0.0.1';
     this.startTimeoutMs = opts.startTimeoutMs ?? 20000;
+    this.tls = opts.tls ?? null;
+    this.extraArgs = opts.extraArgs ?? [];
+    if (this.tls?.clientCertAuth && !this.tls.client) {
+      throw new Error('EtcdCluster: tls.clientCertAuth needs tls.client (the certificate etcdctl presents)');
+    }
   }
 
   /** Starts `members` etcd processes as one cluster and waits until it answers. */
@@ -62,7 +86,7 @@ export class EtcdCluster {
       const name = `m${i + 1}`;
       cluster.members.push({
         name,
-        clientUrl: `http://${cluster.host}:${await freePort(cluster.host)}`,
+        clientUrl: `${cluster.tls ? 'https' : 'http'}://${cluster.host}:${await freePort(cluster.host)}`,
         peerUrl: `http://${cluster.host}:${await freePort(cluster.host)}`,
         dataDir: path.join(cluster.dir, name),
         process: null,
@@ -102,12 +126,28 @@ export class EtcdCluster {
         '--election-timeout', '500',
         '--logger', 'zap',
         '--log-outputs', 'stderr',
+        ...this.tlsArgs(),
+        ...this.extraArgs,
       ],
       // Own process group: a Ctrl-C in the terminal must not stop etcd before the nodes let go.
       { stdio: ['ignore', log, log], detached: true },
     );
     fs.closeSync(log);
     m.process.on('error', () => undefined);
+  }
+
+  private tlsArgs(): string[] {
+    if (!this.tls) return [];
+    return [
+      '--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca,
+      ...(this.tls.clientCertAuth ? ['--client-cert-auth'] : []),
+    ];
+  }
+
+  /** etcdctl's flags for this cluster's TLS (empty when plain). */
+  etcdctlTlsArgs(): string[] {
+    if (!this.tls) return [];
+    return ['--cacert', this.tls.ca, ...(this.tls.client ? ['--cert', this.tls.client.cert, '--key', this.tls.client.key] : [])];
   }
 
   /** Waits until every running member reports healthy through etcdctl. */
@@ -117,7 +157,7 @@ export class EtcdCluster {
     for (;;) {
       const r = spawnSync(
         'etcdctl',
-        ['--endpoints', running.map((m) => m.clientUrl).join(','), '--command-timeout=1s', 'endpoint', 'health'],
+        ['--endpoints', running.map((m) => m.clientUrl).join(','), ...this.etcdctlTlsArgs(), '--command-timeout=1s', 'endpoint', 'health'],
         { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } },
       );
       if (r.status === 0) return;
@@ -130,7 +170,7 @@ export class EtcdCluster {
 
   /** Runs etcdctl against this cluster and returns stdout (throws on failure). */
   etcdctl(args: string[]): string {
-    const r = spawnSync('etcdctl', ['--endpoints', this.endpoints.join(','), ...args], {
+    const r = spawnSync('etcdctl', ['--endpoints', this.endpoints.join(','), ...this.etcdctlTlsArgs(), ...args], {
       encoding: 'utf8',
       env: { ...process.env, ETCDCTL_API: '3' },
     });

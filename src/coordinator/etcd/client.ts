@@ -5,8 +5,8 @@
  * a missing CA stays missing (grpc-js then uses the system roots; an empty one would trust nothing).
  * Also maps the library's etcd failures to CoordinatorUnavailableError.
  */
-import { Etcd3, IOptions, isRecoverableError } from 'etcd3';
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel';
+import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, Etcd3, IOptions, isRecoverableError } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, IPolicy, retry } from 'cockatiel';
 import { CoordinatorUnavailableError, SqliteHaError } from '../../errors';
 
 /** Where etcd is and how to authenticate: the library's resolved options and the CLI's settings both fit. */
@@ -30,12 +30,12 @@ export function etcdClientOptions(c: EtcdConnection, rpcTimeoutMs: number): IOpt
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + rpcTimeoutMs }),
     faultHandling: {
       // One retry on another member; a short breaker so a restarted member is used again soon.
-      global: retry(handleWhen(isRecoverableError), { maxAttempts: 1 }),
-      host: () =>
-        circuitBreaker(handleWhen(isRecoverableError), {
+      global: namingEndpoints(retry(handleWhen(isRecoverableError), { maxAttempts: 1 }), c.endpoints),
+      host: (host) =>
+        namingEndpoints(circuitBreaker(handleWhen(isRecoverableError), {
           halfOpenAfter: 500,
           breaker: new ConsecutiveBreaker(3),
-        }),
+        }), [host]),
       // Watches reconnect quickly after an etcd outage (etcd3's default backoff grows to 30 s).
       watchBackoff: cappedBackoff(200, 2000),
     },
@@ -64,6 +64,25 @@ function cappedBackoff(ms: number, maxMs: number): WatchBackoff {
   return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, maxMs), maxMs) } as WatchBackoff;
 }
 
+const ENDPOINTS = Symbol('sqlite-ha etcd endpoints');
+
+/**
+ * The same policy, but what it throws carries the endpoints for the error message: the member's
+ * own on the per-host policy, all of them on the global one (an error already named keeps its).
+ */
+function namingEndpoints<P extends IPolicy<any, any>>(policy: P, endpoints: readonly string[]): P {
+  const named: P = Object.create(policy);
+  named.execute = async (fn, signal) => {
+    try {
+      return await policy.execute(fn, signal);
+    } catch (err) {
+      if (err instanceof Error && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
+      throw err;
+    }
+  };
+  return named;
+}
+
 /** Wraps an etcd call: our own errors pass through, anything else becomes CoordinatorUnavailable. */
 export async function etcdCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -76,5 +95,33 @@ export async function etcdCall<T>(what: string, fn: () => Promise<T>): Promise<T
 export function toCoordinatorError(what: string, err: unknown): Error {
   if (err instanceof SqliteHaError) return err;
   const msg = err instanceof Error ? err.message : String(err);
-  return new CoordinatorUnavailableError(`${what} failed: ${msg}`, { cause: err });
+  const endpoints = (err as { [ENDPOINTS]?: string[] } | null)?.[ENDPOINTS];
+  const at = endpoints ? ` at ${endpoints.join(',')}` : '';
+  const tls = tlsFailure(msg);
+  if (tls) {
+    return new CoordinatorUnavailableError(
+      `${what} failed: TLS connection to etcd${at} failed: ${tls}. Check coordinator.tls: ca must be the CA ` +
+        "that signed etcd's server certificate; cert and key a valid client certificate signed by a CA in etcd's --trusted-ca-file",
+      { cause: err },
+    );
+  }
+  const advice = err instanceof EtcdPermissionDeniedError
+    ? ". The etcd user's role must grant readwrite on the prefix '<prefix>/<db>/' of this database (docs/SECURITY.md)"
+    : err instanceof EtcdAuthenticationFailedError ? '. Check coordinator.auth (user name and password)' : '';
+  return new CoordinatorUnavailableError(`${what} failed${at}: ${msg}${advice}`, { cause: err });
+}
+
+/** A refusal that retrying with the same credentials cannot change: a wrong password, a missing grant. */
+export function isCredentialsRefusal(err: unknown): boolean {
+  const cause = err instanceof CoordinatorUnavailableError ? (err as Error & { cause?: unknown }).cause : err;
+  return cause instanceof EtcdAuthenticationFailedError || cause instanceof EtcdPermissionDeniedError;
+}
+
+/** The TLS reason in a gRPC "No connection established" message, in words, or null. */
+function tlsFailure(msg: string): string | null {
+  const last = /Last error: (?:Error: )?(.*?)(?:\s*\(\d{4}-\d\d-\d\dT[^)]*\))?\.?\s*(?:Resolution note:|$)/s.exec(msg)?.[1] ?? msg;
+  const alert = /alert ([a-z ]+?)(?::|$)/.exec(last)?.[1];
+  if (alert) return `etcd refused the handshake (TLS alert "${alert}": a missing, expired or untrusted client certificate)`;
+  if (/certificate|self[- ]signed|SSL routines|ERR_TLS|handshake/i.test(last)) return `the server certificate did not verify (${last.split('\n')[0].trim()})`;
+  return null;
 }

@@ -8,7 +8,7 @@ import { AcquireTimeoutError, CoordinatorUnavailableError, DatabaseMovedError, S
 import { waitKeysGone } from './mutex';
 import type { ResolvedEtcdCoordinator } from '../../options';
 import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
-import { createEtcdClient, etcdCall } from './client';
+import { createEtcdClient, etcdCall, isCredentialsRefusal } from './client';
 import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd, StandbyRecord } from './keys';
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
@@ -227,7 +227,7 @@ async function retryUntil<T>(deadline: number, fn: () => Promise<T>): Promise<T>
     try {
       return await beforeDeadline(fn(), deadline);
     } catch (err) {
-      if (!(err instanceof CoordinatorUnavailableError) || monotonicNow() + delayMs >= deadline) {
+      if (!(err instanceof CoordinatorUnavailableError) || isCredentialsRefusal(err) || monotonicNow() + delayMs >= deadline) {
         if (err instanceof SqliteHaError) throw err;
         throw new CoordinatorUnavailableError(String(err), { cause: err });
       }

@@ -52,10 +52,21 @@ export class LockfileCoordinator implements Coordinator {
           await unlock().catch(() => undefined); // never keep the lock directory on failure
           throw err;
         }
+        try {
+          fs.writeFileSync(this.holderPath, this.nodeId);
+        } catch (err) {
+          // Same rule: an unwritable holder file (EACCES, ENOSPC) must not leave the lock held.
+          await unlock().catch(() => undefined);
+          throw new CoordinatorUnavailableError(
+            `cannot write the holder file ${this.holderPath} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); ` +
+              'the lock was let go. Check the permissions and free space of that directory.',
+            { cause: err },
+          );
+        }
         lease = new LockfileLease(fence, unlock, this.staleMs);
-        fs.writeFileSync(this.holderPath, this.nodeId);
         return lease;
       } catch (err) {
+        if (err instanceof CoordinatorUnavailableError) throw err;
         if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') {
           throw new CoordinatorUnavailableError(`lock directory ${this.lockPath}: ${(err as Error).message}`, { cause: err });
         }
