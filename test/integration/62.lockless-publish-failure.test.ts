@@ -34,6 +34,8 @@ beforeAll(async () => {
     ['readwrite', `${root}/info`],
     ['readwrite', `${root}/released`],
     ['readwrite', `${root}/identity`],
+    ['readwrite', `${root}/promoted`],
+    ['readwrite', `${root}/standby`],
     ['readwrite', `${root}/commit`], // until the test takes write away, after the first commit
   ];
   cluster.etcdctl(['user', 'add', 'root', '--new-user-password=root-pw']);

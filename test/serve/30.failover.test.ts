@@ -96,9 +96,19 @@ async function runFailover(writes: 'local' | 'forward'): Promise<void> {
   const writers = [0, 1, 2, 3, 4, 5].map(writer);
   // Let writes flow, then SIGKILL whichever node holds the lease at that moment.
   await new Promise((r) => setTimeout(r, 2500));
+  // The lease moves between nodes all the time: freeze the node that says it holds the lease, and
+  // kill it only once another node confirms from etcd that the frozen one still holds it (so the
+  // kill really leaves a failover window, instead of landing just after a hand-over).
   let victim: ServeNode | undefined;
-  for (let i = 0; i < 100 && !victim; i++) {
-    for (const n of nodes) if ((await healthOf(n.url))?.body.holding) victim = n;
+  for (let i = 0; i < 200 && !victim; i++) {
+    for (const n of nodes) {
+      if (victim || !(await healthOf(n.url))?.body.holding) continue;
+      n.proc.child.kill('SIGSTOP');
+      const other = nodes.find((o) => o !== n)!;
+      const seen = (await healthOf(other.url))?.body.holder;
+      if (seen === n.node) victim = n;
+      else n.proc.child.kill('SIGCONT');
+    }
     if (!victim) await new Promise((r) => setTimeout(r, 20));
   }
   expect(victim).toBeDefined();
