@@ -47,12 +47,16 @@ export class EtcdCoordinator implements GatedCoordinator {
       session = reusable ?? (await retryUntil(deadline, () => Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs)));
       this.writer = session;
       const sess = session;
-      const queued = await retryUntil(deadline, () =>
+      const me = { node: this.s.nodeId, ttlMs: sess.ttlMs };
+      const first = await retryUntil(deadline, () =>
         enqueue(this.client, this.keys, sess.leaseId, {
           node: this.s.nodeId, pid: process.pid, ttlMs: sess.ttlMs, queuedAt: Date.now(),
-        }),
+        }, me),
       );
-      const held = await waitTurn(this.client, this.keys, queued, deadline, { node: this.s.nodeId, ttlMs: sess.ttlMs });
+      // A free lock is taken by enqueue itself (one round trip); otherwise wait for our turn.
+      const held = first.held !== null
+        ? first.held
+        : await waitTurn(this.client, this.keys, first.queued, deadline, me, first.ahead, first.fromRevision);
       // After a promotion only the new path may be written: an old node would fork the data.
       if (held.promoted && held.promoted.path !== this.s.info.path) {
         throw new DatabaseMovedError(this.s.info.path, held.promoted.path, held.promoted.epoch);

@@ -11,7 +11,9 @@
  *   <prefix>/<db>/identity             JSON RecordedIdentity {id,locks,path,node,mount}: created once,
  *                                      by the database's first holder, never overwritten.
  *   <prefix>/<db>/holder               JSON HolderRecord, written in the transaction that confirms
- *                                      ownership, before the holder touches the file.
+ *                                      ownership, before the holder touches the file. Without a
+ *                                      `fence` field (a free lock taken in one transaction) the
+ *                                      fence is the key's mod revision.
  *   <prefix>/<db>/released             JSON HolderRecord of the last holder that let go cleanly.
  *   <prefix>/<db>/gate                 lockless mode: exists while the writer commits (no new readers).
  *   <prefix>/<db>/readers/<id>         lockless mode: one key per read transaction in progress.
