@@ -5,7 +5,7 @@
  * tools/bench/results/<timestamp>.json.
  *
  *   --quick            short runs (the whole run stays under a minute)
- *   --only a,b         run only these benchmarks: etcd, lock, writes, reads, contention, failover,
+ *   --only a,b         run only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover,
  *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
  *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client),
  *                      takeover (lockless unclean takeover by file size, on sshfs; not in the
@@ -28,6 +28,7 @@ import { mountFor, parseMounts } from '../../src/storage/mounts';
 import { benchContention } from './contention';
 import { BenchContext, FULL, QUICK } from './env';
 import { benchEtcd } from './etcd-rtt';
+import { benchEtcdCpu } from './etcd-cpu';
 import { benchFailover } from './failover';
 import { benchGraceful } from './graceful';
 import { benchLock } from './lock';
@@ -44,6 +45,7 @@ import { benchWrites } from './writes';
 export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   etcd: benchEtcd,
   lock: benchLock,
+  etcdcpu: benchEtcdCpu,
   writes: benchWrites,
   reads: benchReads,
   contention: benchContention,
@@ -61,7 +63,7 @@ const OPT_IN = new Set(['takeover']);
 
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
-  --only a,b         only these benchmarks: etcd, lock, writes, reads, contention, failover, graceful, scaling,
+  --only a,b         only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
                      serve (sqlite-ha serve through @libsql/client over loopback), standby,
                      takeover (lockless unclean takeover by file size on sshfs; only when named)
