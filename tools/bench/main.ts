@@ -38,6 +38,7 @@ import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
 import { benchStandby } from './standby';
 import { benchTakeover } from './takeover';
+import { benchLocklessNodes } from './lockless-nodes';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
 import { benchWrites } from './writes';
@@ -53,6 +54,7 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   graceful: benchGraceful,
   scaling: benchScaling,
   sshfs: benchSshfs,
+  'lockless-nodes': benchLocklessNodes,
   serve: benchServe,
   standby: benchStandby,
   takeover: benchTakeover,
@@ -65,6 +67,7 @@ const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run be
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
+                     lockless-nodes (lockless reads at 1, 2, 4 reader nodes, sshfs),
                      serve (sqlite-ha serve through @libsql/client over loopback), standby,
                      takeover (lockless unclean takeover by file size on sshfs; only when named)
   --json             print the results document on stdout (the table goes to stderr)
