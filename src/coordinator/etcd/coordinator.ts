@@ -61,7 +61,10 @@ export class EtcdCoordinator implements GatedCoordinator {
       if (held.promoted && held.promoted.path !== this.s.info.path) {
         throw new DatabaseMovedError(this.s.info.path, held.promoted.path, held.promoted.epoch);
       }
-      const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId, () => this.reader?.key ?? null);
+      const lease = new EtcdLease(
+        this.client, this.keys, sess, held, this.s.nodeId,
+        () => this.reader?.key ?? null, (record) => this.reader?.notePublished(record),
+      );
       // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
       // the first write does not pay for setting it up. Without it the lease still goes when idle.
       void lease.watchQueue().catch(() => undefined);
@@ -102,7 +105,7 @@ export class EtcdCoordinator implements GatedCoordinator {
     const writer = this.writer;
     this.writer = null;
     await writer?.revoke().catch(() => undefined);
-    const reader = this.reader;
+    const reader = this.reader ?? (await this.readerPending?.catch(() => null));
     this.reader = null;
     await reader?.close();
     this.client.close();

@@ -36,6 +36,8 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     private readonly node: string,
     /** This node's own reader registration key, if any (not waited for: same thread). */
     private readonly ownReader: () => string | null = () => null,
+    /** Tells this node's reader registration of each commit published here (read-your-writes). */
+    private readonly onPublished: (record: CommitRecord) => void = () => undefined,
   ) {
     super();
     this.fence = held.revision;
@@ -105,6 +107,7 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
     );
     if (res.succeeded && options.openGate) this.gateRevision = null;
+    if (res.succeeded) this.onPublished(record);
     return res.succeeded;
   }
 

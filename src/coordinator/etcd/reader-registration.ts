@@ -74,7 +74,7 @@ export class ReaderRegistration {
       await r.watch(Number(res.header.revision) + 1);
       return r;
     } catch (err) {
-      r.end();
+      await r.close(); // the session would otherwise live on, kept alive, with nothing to use it
       throw err;
     }
   }
@@ -106,6 +106,14 @@ export class ReaderRegistration {
       // Checked synchronously when called, right after the read.
       finish: () => Promise.resolve(this.alive && this.generation === generation && this.gateRevision === null),
     };
+  }
+
+  /**
+   * A commit this node just published (its gate was not waited on: same thread). Reads from now
+   * on validate against it even before the watch delivers it: read-your-writes on this node.
+   */
+  notePublished(record: CommitRecord): void {
+    this.advance(record);
   }
 
   async close(): Promise<void> {
@@ -144,7 +152,8 @@ export class ReaderRegistration {
   private onPut(kv: IKeyValue): void {
     const key = kv.key.toString();
     if (key === this.keys.commit) {
-      this.commit = parseJson<CommitRecord>(kv.value) ?? this.commit;
+      const r = parseJson<CommitRecord>(kv.value);
+      if (r) this.advance(r);
       return;
     }
     if (key !== this.keys.gate) return;
@@ -167,6 +176,11 @@ export class ReaderRegistration {
     }
     // The writer gives up at its gate deadline; dropping the registration lets it proceed sooner.
     void this.close();
+  }
+
+  /** Never moves back: a watch event older than a commit noted by notePublished() is ignored. */
+  private advance(r: CommitRecord): void {
+    if (!this.commit || r.txid >= this.commit.txid) this.commit = r;
   }
 
   private waitOpen(deadline: number): Promise<boolean> {
