@@ -48,7 +48,7 @@ function variants(ctx: BenchContext, key: string): Variant[] {
     {
       name: 'etcd3', label: 'etcd3, the product client (deadline + policies)',
       async setup() {
-        const c = createEtcdClient({ kind: 'etcd', endpoints: ctx.endpoints }, 2000);
+        const c = createEtcdClient({ endpoints: ctx.endpoints, tls: null, auth: null }, 2000);
         let i = 0;
         return { call: () => c.kv.txn(txn(i++)), close: () => c.close() };
       },

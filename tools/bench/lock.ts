@@ -15,7 +15,7 @@ import { median, minMax } from './stats';
 export async function benchLock(ctx: BenchContext): Promise<Figure[]> {
   const trials = Math.max(20, ctx.settings.gracefulTrials * 2);
   const coordinator = new EtcdCoordinator({
-    options: { kind: 'etcd', endpoints: ctx.endpoints, prefix: `${ctx.prefix}/lock` },
+    options: { kind: 'etcd', endpoints: ctx.endpoints, prefix: `${ctx.prefix}/lock`, tls: null, auth: null },
     name: 'free.db', nodeId: 'bench-lock', leaseTtlMs: DEFAULTS.leaseTtlMs, safetyMarginMs: DEFAULTS.safetyMarginMs,
     rpcTimeoutMs: DEFAULTS.rpcTimeoutMs, info: { path: 'free.db', locks: 'trusted', journalMode: 'TRUNCATE' },
   });
