@@ -86,26 +86,30 @@ export interface GatedLease extends Lease {
   /** publishCommit() that can also open the gate, in the same coordinator transaction. */
   publishCommit(record: CommitRecord, options?: { openGate?: boolean }): Promise<boolean>;
   /**
-   * Stops new readers from registering and waits for registered ones to finish, so the commit
-   * window has no reader in it. publishCommit({ openGate: true }) lets them in again.
+   * Closes the gate and waits until every registered reader node acknowledged it (it starts no
+   * read until the gate opens) or its registration expired, so the commit window has no reader
+   * in it. publishCommit({ openGate: true }) lets them in again.
    */
   closeGate(deadline: number): Promise<void>; // deadline: monotonic ms (src/clock.ts)
   /** Opens the gate without publishing (after a commit that did not happen), only if it is still this lease's. Best effort. */
   openGate(): Promise<void>;
 }
 
-/** Lockless mode: a read transaction registered with the coordinator (keeps the writer out). */
+/** Lockless mode: leave to run one read transaction (the node's registration keeps writers out). */
 export interface ReaderTicket {
-  /** The last published commit when the registration was made. */
+  /** The last published commit when the ticket was issued. */
   readonly commit: CommitRecord | null;
-  /** Ends the registration; false if it lapsed meanwhile (then the read may have torn). */
+  /**
+   * Call right after the read, synchronously: false if the ticket was voided meanwhile (a gate
+   * was acknowledged or the registration may have lapsed), so the read may have torn.
+   */
   finish(): Promise<boolean>;
 }
 
 /** Lockless mode: a coordinator that hands out GatedLeases and registers readers. */
 export interface GatedCoordinator extends Coordinator {
   acquire(opts: AcquireOptions): Promise<GatedLease>;
-  /** Registers a read transaction, waiting while a writer's gate is closed. */
+  /** A ticket for one read transaction, waiting while a writer's gate is closed. */
   registerReader(deadline: number): Promise<ReaderTicket>; // deadline: monotonic ms
 }
 

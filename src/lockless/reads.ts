@@ -1,9 +1,11 @@
 /**
- * Reads in the lockless mode (HAZARDS H3, H4). Every read transaction registers with etcd first
- * (refused while a writer's gate is closed, so no reader is inside a commit window), reads on a
- * connection opened after the last published commit (close-to-open: a kept-open handle on sshfs
- * can stay stale forever), checks that the file's txid and epoch match the published commit, and
- * ends its registration; if the registration lapsed meanwhile (a paused reader) or SQLite saw
+ * Reads in the lockless mode (HAZARDS H3, H4). Every read transaction takes a ticket from the
+ * node's reader registration (src/coordinator/etcd/reader-registration.ts: no etcd call while no
+ * writer's gate is closed, a wait while one is, so no reader is inside a commit window), reads on
+ * a connection opened after the last published commit (close-to-open: a kept-open handle on
+ * sshfs can stay stale forever), checks that the file's txid and epoch match the published
+ * commit, and checks the ticket right after the read; if the ticket was voided meanwhile (the
+ * node acknowledged a gate, or its registration may have expired: a paused reader) or SQLite saw
  * anything odd, the result is discarded, the connection reopened, and the read retried.
  */
 import { monotonicNow } from '../clock';

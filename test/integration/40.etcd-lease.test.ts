@@ -114,6 +114,84 @@ test('`etcdctl lock` on the same lock prefix makes writers wait until it exits',
   expect(await a.read((c) => (c.prepare('SELECT count(*) n FROM t').get() as { n: number }).n)).toBe(1);
 });
 
+test('an `etcdctl lock` waiter waits while sqlite-ha holds and gets the lock when it lets go', async () => {
+  const a = await node('a');
+  await a.acquire(); // a free lock: taken by the one enqueue transaction
+  a.exec('CREATE TABLE t (x)');
+  const lockName = `/t-${path.basename(dir)}/db.sqlite/lock`;
+  const holder = spawn('etcdctl', ['--endpoints', etcd.cluster().endpoints.join(','), 'lock', lockName], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  const exited = new Promise((r) => holder.on('exit', r));
+  let locked = false;
+  const gotLock = new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('etcdctl lock never took the lock')), 15000);
+    holder.stdout!.on('data', (d) => {
+      if (d.toString().includes(lockName)) {
+        locked = true;
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  gotLock.catch(() => undefined);
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(locked).toBe(false);
+    expect(a.lease.held).toBe(true);
+    await a.release();
+    await gotLock;
+    // etcdctl holds now: our next write queues behind it.
+    let done = false;
+    const w = a.write((c) => c.prepare('INSERT INTO t VALUES (1)').run()).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 800));
+    expect(done).toBe(false);
+    holder.kill('SIGTERM');
+    await w;
+    expect(await a.read((c) => (c.prepare('SELECT count(*) n FROM t').get() as { n: number }).n)).toBe(1);
+  } finally {
+    holder.kill('SIGKILL');
+    await exited;
+  }
+});
+
+test('hand-over history tells a release from an expiry when each lock is taken free, in one transaction', async () => {
+  const prefix = `/t-${path.basename(dir)}/db.sqlite`;
+  const history = () =>
+    etcd.cluster().etcdctl(['get', '--prefix', '--print-value-only', `${prefix}/history/`])
+      .trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { fence: number; node: string; cause: string });
+  const causeOf = async (fence: number) => {
+    for (let i = 0; i < 100; i++) {
+      const r = history().find((h) => h.fence === fence);
+      if (r) return r.cause;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    throw new Error(`no history record for fence ${fence}`);
+  };
+  const a = await node('a');
+  await a.write((c) => c.exec('CREATE TABLE t (x)'));
+  const fa = a.lease.fence!;
+  await a.release();
+  const b = await node('b');
+  await b.write((c) => c.prepare('INSERT INTO t VALUES (1)').run());
+  const fb = b.lease.fence!;
+  // b "crashes": its lease is revoked behind its back, so no release marker is written.
+  const lockKey = etcd.cluster().etcdctl(['get', '--prefix', '--keys-only', `${prefix}/lock/`]).trim().split('\n')[0];
+  const lost = new Promise((r) => b.on('lost', r));
+  etcd.cluster().etcdctl(['lease', 'revoke', lockKey.slice(lockKey.lastIndexOf('/') + 1)]);
+  await lost;
+  const c = await node('c');
+  await c.write((x) => x.prepare('INSERT INTO t VALUES (2)').run());
+  const fc = c.lease.fence!;
+  expect(fa).toBeLessThan(fb);
+  expect(fb).toBeLessThan(fc);
+  expect(await causeOf(fa)).toBe('first');
+  expect(await causeOf(fb)).toBe('released');
+  expect(await causeOf(fc)).toBe('expired');
+  expect(await c.read((x) => x.prepare('SELECT fence FROM _sqlite_ha_meta').pluck().get())).toBe(fc);
+});
+
 test('acquire gives up with AcquireTimeoutError naming the holder', async () => {
   const a = await node('holder-a');
   const b = await node('b', { acquireTimeoutMs: 800 });

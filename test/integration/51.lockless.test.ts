@@ -110,6 +110,51 @@ test("the same workload forced to locks: 'trusted' on the same mounts shows the 
   expect(failures).toBeGreaterThan(0);
 }, 120000);
 
+// H3 with per-node reader registrations: a reader stopped in the middle of a read for longer
+// than its registration's TTL, while a writer commits without waiting for it (the registration
+// expired). When it resumes, that read must be discarded and retried: never returned torn, and
+// what it returns includes every write acknowledged while it was stopped. Checked against a
+// variant whose ticket ignores the registration's deadline: it returns the pre-stop snapshot.
+test('a reader SIGSTOPped mid-read past its registration: the read is discarded, not returned torn', async () => {
+  run++;
+  const file = `paused-reader-${run}.db`;
+  const accounts = 300;
+  const setup = bank(0, file, { role: 'setup', nodeId: 'setup', locks: 'none', accounts });
+  await setup.waitFor((e) => e.ev === 'setup', 30000);
+  await setup.exited;
+  const writer = bank(0, file, { role: 'writer', nodeId: 'w1', locks: 'none', accounts, durationMs: 12000, ttlMs: 10000, marginMs: 1000 });
+  const reader = bank(1, file, {
+    role: 'reader', nodeId: 'r1', locks: 'none', accounts, durationMs: 12000, holdMs: 1200, announce: true, ttlMs: 2000, marginMs: 500,
+  });
+  await writer.waitFor((e) => e.ev === 'ack', 30000);
+  await reader.waitFor((e) => e.ev === 'read', 30000);
+  const seen = reader.events.length;
+  await reader.waitFor((e) => e.ev === 'mid-read' && reader.events.indexOf(e) >= seen, 30000);
+  reader.signal('SIGSTOP');
+  const stoppedAt = Date.now();
+  const acksBefore = writer.events.filter((e) => e.ev === 'ack').length;
+  // Past the reader's 2 s TTL, and until the writer has committed without it.
+  await new Promise((r) => setTimeout(r, 3500));
+  await writer.waitFor((e) => e.ev === 'ack' && writer.events.filter((x) => x.ev === 'ack').length > acksBefore + 2, 30000);
+  const resumedAt = Date.now();
+  reader.signal('SIGCONT');
+  await Promise.all([writer, reader].map((p) => p.waitFor((e) => e.ev === 'done' || e.ev === 'fatal', 60000)));
+  const reads = reader.events.filter((e) => e.ev === 'read') as Read[];
+  const total = accounts * 100;
+  const torn = reads.filter((r) =>
+    r.total !== total || r.totalIdx !== total || r.n !== r.nIdx || r.negative !== 0 || (r as Read & { nBefore: number }).nBefore !== r.n);
+  expect(writer.events.filter((e) => e.ev === 'ack').length).toBeGreaterThan(acksBefore + 2);
+  expect(reads.length).toBeGreaterThan(1);
+  expect(torn).toEqual([]);
+  // The read the stop landed in was run again after SIGCONT: it includes every transfer
+  // acknowledged while the reader was stopped (kept as it was, it would show the old snapshot).
+  const straddling = reads.filter((r) => r.start < stoppedAt && r.end > resumedAt);
+  expect(straddling).toHaveLength(1);
+  const ackedWhileStopped = (writer.events.filter((e) => e.ev === 'ack') as Ack[]).filter((a) => a.at < resumedAt);
+  expect(straddling[0].txid).toBeGreaterThanOrEqual(Math.max(...ackedWhileStopped.map((a) => a.txid)));
+  expect(reader.events.filter((e) => e.ev === 'fatal')).toEqual([]);
+}, 120000);
+
 // H5 + H8 in the lockless mode: a writer paused inside its COMMIT (after the commit deadline check)
 // for longer than the successor's wait. The successor moves the file to a new inode, so the
 // resumed COMMIT lands in an orphan. Checked against a variant without the move: it fails there

@@ -32,6 +32,22 @@ function rateIn(results: LoopResult[], startAt: number, durationMs: number): num
   return n / (durationMs / 1000);
 }
 
+/**
+ * Release marker → the next holder's first commit, per clean hand-over: the marker's time is the
+ * record's acquisition time minus its handoverMs; the first commit is the new holder's first
+ * commit timestamp at or after its acquisition.
+ */
+function releaseToFirstCommit(records: HandoverRecord[], results: LoopResult[]): number[] {
+  const out: number[] = [];
+  for (const r of records) {
+    if (r.handoverMs === null) continue;
+    const w = Number(/^writer(\d+)$/.exec(r.node)?.[1] ?? NaN) - 1;
+    const first = results[w]?.commits.find((at) => at >= r.time - 1);
+    if (first !== undefined) out.push(first - (r.time - r.handoverMs));
+  }
+  return out;
+}
+
 /** Gaps between the last commit of one holder and the first commit of the next. */
 function commitGaps(results: LoopResult[]): number[] {
   const all = results.flatMap((r, w) => r.commits.map((at) => ({ at, w }))).sort((a, b) => a.at - b.at);
@@ -65,6 +81,8 @@ export async function benchContention(ctx: BenchContext): Promise<Figure[]> {
     const handoverP99: number[] = [];
     const allHandovers: number[] = [];
     const allGaps: number[] = [];
+    const toCommit: number[] = [];
+    const toCommitP50: number[] = [];
     const gapP50: number[] = [];
     const handoversPerSec: number[] = [];
     let unclean = 0;
@@ -95,6 +113,9 @@ export async function benchContention(ctx: BenchContext): Promise<Figure[]> {
       const inRun = [...records.values()].filter((r) => r.time >= startAt && r.time <= end);
       const hs = inRun.filter((r) => r.handoverMs !== null).map((r) => r.handoverMs as number);
       unclean += inRun.length - hs.length;
+      const tc = releaseToFirstCommit(inRun, results);
+      toCommit.push(...tc);
+      toCommitP50.push(quantile(tc, 0.5));
       handoverP50.push(quantile(hs, 0.5));
       handoverP99.push(quantile(hs, 0.99));
       handoversPerSec.push(inRun.length / (s.contentionMs / 1000));
@@ -130,6 +151,13 @@ export async function benchContention(ctx: BenchContext): Promise<Figure[]> {
         value: p50, spread: minMax(handoverP50), n: allHandovers.length, samples: allHandovers,
         target: { op: '<=', value: 5 },
         note: `spread: min–max of each run's p50; ${unclean} acquisitions without a clean release marker left out`,
+      }),
+      figure({
+        bench: 'contention', id: 'contention.handover_commit.p50',
+        label: 'hand-over p50 (release marker → next holder\'s first commit)', unit: 'ms',
+        value: quantile(toCommit, 0.5), spread: minMax(toCommitP50), n: toCommit.length, samples: toCommit,
+        target: { op: '<=', value: 5 },
+        note: `p99 ${quantile(toCommit, 0.99).toFixed(1)} ms; marker time = acquisition − handoverMs (history record), first commit from the worker's own timestamps`,
       }),
       figure({
         bench: 'contention', id: 'contention.handover.p99', label: 'hand-over p99', unit: 'ms',

@@ -47,6 +47,8 @@ export async function putRtt(client: Etcd3, key: string, n: number): Promise<num
  */
 export class EtcdCallCounter {
   private n = 0;
+  private markAt = 0;
+  private doneSinceMark = 0;
   private totalMs = 0;
   private readonly restores: (() => void)[] = [];
 
@@ -58,9 +60,12 @@ export class EtcdCallCounter {
     ];
     /* eslint-enable @typescript-eslint/no-var-requires, @typescript-eslint/no-explicit-any */
     const started = () => {
-      this.n++;
+      const seq = ++this.n;
       const t = performance.now();
-      return () => void (this.totalMs += performance.now() - t);
+      return () => {
+        if (seq > this.markAt) this.doneSinceMark++;
+        this.totalMs += performance.now() - t;
+      };
     };
     for (const [proto, name] of targets) {
       const orig = proto[name];
@@ -79,6 +84,17 @@ export class EtcdCallCounter {
   /** Calls so far. */
   get count(): number {
     return this.n;
+  }
+
+  /** Starts a window for settledSinceMark. */
+  mark(): void {
+    this.markAt = this.n;
+    this.doneSinceMark = 0;
+  }
+
+  /** Calls started since mark() that have settled: the ones an operation awaiting them waited for. */
+  get settledSinceMark(): number {
+    return this.doneSinceMark;
   }
 
   /** Milliseconds spent in calls so far (settled ones). */

@@ -5,7 +5,7 @@
  * tools/bench/results/<timestamp>.json.
  *
  *   --quick            short runs (the whole run stays under a minute)
- *   --only a,b         run only these benchmarks: etcd, writes, reads, contention, failover,
+ *   --only a,b         run only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover,
  *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
  *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client),
  *                      takeover (lockless unclean takeover by file size, on sshfs; not in the
@@ -28,20 +28,25 @@ import { mountFor, parseMounts } from '../../src/storage/mounts';
 import { benchContention } from './contention';
 import { BenchContext, FULL, QUICK } from './env';
 import { benchEtcd } from './etcd-rtt';
+import { benchEtcdCpu } from './etcd-cpu';
 import { benchFailover } from './failover';
 import { benchGraceful } from './graceful';
+import { benchLock } from './lock';
 import { benchReads } from './reads';
 import { benchScaling } from './read-scaling';
 import { benchServe } from './serve';
 import { benchSshfs } from './sshfs';
 import { benchStandby } from './standby';
 import { benchTakeover } from './takeover';
+import { benchLocklessNodes } from './lockless-nodes';
 import { Figure, formatTable, ResultsDocument, writeResults } from './report';
 import { WorkerPool } from './workers';
 import { benchWrites } from './writes';
 
 export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>> = {
   etcd: benchEtcd,
+  lock: benchLock,
+  etcdcpu: benchEtcdCpu,
   writes: benchWrites,
   reads: benchReads,
   contention: benchContention,
@@ -49,6 +54,7 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   graceful: benchGraceful,
   scaling: benchScaling,
   sshfs: benchSshfs,
+  'lockless-nodes': benchLocklessNodes,
   serve: benchServe,
   standby: benchStandby,
   takeover: benchTakeover,
@@ -59,8 +65,9 @@ const OPT_IN = new Set(['takeover']);
 
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
-  --only a,b         only these benchmarks: etcd, writes, reads, contention, failover, graceful, scaling,
+  --only a,b         only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover, graceful, scaling,
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
+                     lockless-nodes (lockless reads at 1, 2, 4 reader nodes, sshfs),
                      serve (sqlite-ha serve through @libsql/client over loopback), standby,
                      takeover (lockless unclean takeover by file size on sshfs; only when named)
   --json             print the results document on stdout (the table goes to stderr)

@@ -12,6 +12,9 @@
  *                                                    → {commits: [at...], errors, firstError}
  *   readLoop {startAt, durationMs, maxId}            db.prepare(SELECT).get() by random id
  *                                                    → {ops, seconds}
+ *   readLoopDb {startAt, durationMs, maxId}          the same lookups, each in its own
+ *                                                    `await db.read(fn)` (the lockless mode's
+ *                                                    only read surface) → {ops, seconds, errors}
  *   close                                            db.close() → {closeStartAt, closedAt}
  *   exit
  */
@@ -123,6 +126,32 @@ const handlers: Record<string, (req: Request) => Promise<unknown>> = {
       t = now();
     }
     return { ops, seconds: (t - start) / 1000 };
+  },
+
+  async readLoopDb(req) {
+    const h = need();
+    const stmts = new WeakMap<Database.Database, Database.Statement>();
+    const maxId: number = req.maxId;
+    await untilStart(req.startAt);
+    const end = req.startAt + req.durationMs;
+    const start = now();
+    let ops = 0;
+    let errors = 0;
+    let id = 1;
+    while (now() < end) {
+      id = (id * 7919 + 13) % maxId;
+      try {
+        await h.read((c) => {
+          let st = stmts.get(c);
+          if (!st) stmts.set(c, (st = c.prepare(SELECT)));
+          return st.get(id + 1);
+        });
+        ops++;
+      } catch {
+        errors++;
+      }
+    }
+    return { ops, seconds: (now() - start) / 1000, errors };
   },
 
   async close() {

@@ -5,13 +5,13 @@
 import { monotonicNow } from '../../clock';
 import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, DatabaseMovedError, SqliteHaError } from '../../errors';
-import { waitKeysGone } from './mutex';
 import type { ResolvedEtcdCoordinator } from '../../options';
 import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
 import { createEtcdClient, etcdCall, isCredentialsRefusal } from './client';
 import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd, StandbyRecord } from './keys';
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
+import { ReaderRegistration } from './reader-registration';
 import { Session } from './session';
 import type { RecordedIdentity } from '../../storage/identity';
 
@@ -47,17 +47,24 @@ export class EtcdCoordinator implements GatedCoordinator {
       session = reusable ?? (await retryUntil(deadline, () => Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs)));
       this.writer = session;
       const sess = session;
-      const queued = await retryUntil(deadline, () =>
+      const me = { node: this.s.nodeId, ttlMs: sess.ttlMs };
+      const first = await retryUntil(deadline, () =>
         enqueue(this.client, this.keys, sess.leaseId, {
           node: this.s.nodeId, pid: process.pid, ttlMs: sess.ttlMs, queuedAt: Date.now(),
-        }),
+        }, me),
       );
-      const held = await waitTurn(this.client, this.keys, queued, deadline, { node: this.s.nodeId, ttlMs: sess.ttlMs });
+      // A free lock is taken by enqueue itself (one round trip); otherwise wait for our turn.
+      const held = first.held !== null
+        ? first.held
+        : await waitTurn(this.client, this.keys, first.queued, deadline, me, first.ahead, first.fromRevision);
       // After a promotion only the new path may be written: an old node would fork the data.
       if (held.promoted && held.promoted.path !== this.s.info.path) {
         throw new DatabaseMovedError(this.s.info.path, held.promoted.path, held.promoted.epoch);
       }
-      const lease = new EtcdLease(this.client, this.keys, sess, held, this.s.nodeId);
+      const lease = new EtcdLease(
+        this.client, this.keys, sess, held, this.s.nodeId,
+        () => this.reader?.key ?? null, (record) => this.reader?.notePublished(record),
+      );
       // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
       // the first write does not pay for setting it up. Without it the lease still goes when idle.
       void lease.watchQueue().catch(() => undefined);
@@ -98,9 +105,9 @@ export class EtcdCoordinator implements GatedCoordinator {
     const writer = this.writer;
     this.writer = null;
     await writer?.revoke().catch(() => undefined);
-    const reader = this.reader;
+    const reader = this.reader ?? (await this.readerPending?.catch(() => null));
     this.reader = null;
-    if (reader) await reader.then((s) => s.revoke()).catch(() => undefined);
+    await reader?.close();
     this.client.close();
   }
 
@@ -135,78 +142,41 @@ export class EtcdCoordinator implements GatedCoordinator {
     }
   }
 
-  /** Lockless mode: one key per read transaction, put only while no writer's gate is closed. */
-  async registerReader(deadline: number): Promise<ReaderTicket> {
-    const session = await this.readerSession();
-    const key = Buffer.from(`${this.keys.readersPrefix}${BigInt(session.leaseId).toString(16)}-${++this.readerSeq}`);
-    const gate = Buffer.from(this.keys.gate);
-    for (;;) {
-      const res = await this.readerCall(session, 'reader register', () =>
-        this.client.kv.txn({
-          compare: [{ key: gate, target: 'Version', result: 'Equal', version: 0 }],
-          success: [
-            { request_put: { key, value: Buffer.from(this.s.nodeId), lease: session.leaseId } },
-            { request_range: { key: Buffer.from(this.keys.commit) } },
-          ],
-          failure: [],
-        }),
-      );
-      if (res.succeeded) {
-        const revision = res.header.revision;
-        return {
-          commit: parseJson<CommitRecord>(res.responses[1].response_range.kvs[0]?.value),
-          finish: async () => {
-            const done = await this.readerCall(session, 'reader finish', () =>
-              this.client.kv.txn({
-                compare: [{ key, target: 'Create', result: 'Equal', create_revision: revision }],
-                success: [{ request_delete_range: { key } }],
-                failure: [],
-              }),
-            );
-            return done.succeeded;
-          },
-        };
-      }
-      // A writer is in its commit window: wait for its gate to open (or its lease to expire).
-      const opened = await waitKeysGone(this.client, this.keys.gate, [this.keys.gate], Number(res.header.revision), deadline);
-      if (!opened) {
-        throw new CoordinatorUnavailableError(
-          'read not registered in time: a writer kept its commit gate closed (or etcd did not answer)',
-        );
-      }
-    }
-  }
-
   /**
-   * An etcd call on a reader key. If it fails, the key may exist without anyone to delete it (the
-   * reply was lost, or the delete failed), kept alive by the shared reader session and blocking
-   * every writer's gate: give that session up so such a key lives at most one TTL.
+   * Lockless mode: a ticket for one read from this node's registration (created on first use,
+   * replaced once lost); waits while a writer's gate is closed. No etcd call while none is.
    */
-  private async readerCall<T>(session: Session, what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await etcdCall(what, fn);
-    } catch (err) {
-      session.lose(err as Error); // stops keep-alives; readerSession() grants a new one next time
-      void session.revoke().catch(() => undefined);
-      throw err;
+  async registerReader(deadline: number): Promise<ReaderTicket> {
+    for (;;) {
+      const reg = await this.readerRegistration();
+      if (reg.alive) {
+        try {
+          return await reg.ticket(deadline);
+        } catch (err) {
+          if (reg.alive || monotonicNow() >= deadline) throw err;
+        }
+      }
+      if (this.reader === reg) this.reader = null;
+      void reg.close();
+      if (monotonicNow() >= deadline) {
+        throw new CoordinatorUnavailableError('read not started in time: the reader registration kept lapsing');
+      }
     }
   }
 
   private writer: Session | null = null;
-  private readerSeq = 0;
-  private reader: Promise<Session> | null = null;
+  private reader: ReaderRegistration | null = null;
+  private readerPending: Promise<ReaderRegistration> | null = null;
 
-  /** One session for all of this node's reader keys, granted on first use, re-granted if lost. */
-  private readerSession(): Promise<Session> {
-    if (!this.reader) {
-      const p = Session.grant(this.client, this.s.leaseTtlMs, this.s.safetyMarginMs);
-      this.reader = p;
-      p.then(
-        (s) => s.once('lost', () => { if (this.reader === p) this.reader = null; }),
-        () => { if (this.reader === p) this.reader = null; },
-      );
-    }
-    return this.reader;
+  /** This node's reader registration; one creation at a time. */
+  private async readerRegistration(): Promise<ReaderRegistration> {
+    if (this.reader) return this.reader;
+    this.readerPending ??= ReaderRegistration.create(
+      this.client, this.keys, this.s.nodeId, this.s.leaseTtlMs, this.s.safetyMarginMs,
+    ).finally(() => (this.readerPending = null));
+    const reg = await this.readerPending;
+    this.reader ??= reg;
+    return reg;
   }
 
   private async pruneHistory(): Promise<void> {

@@ -11,10 +11,14 @@
  *   <prefix>/<db>/identity             JSON RecordedIdentity {id,locks,path,node,mount}: created once,
  *                                      by the database's first holder, never overwritten.
  *   <prefix>/<db>/holder               JSON HolderRecord, written in the transaction that confirms
- *                                      ownership, before the holder touches the file.
+ *                                      ownership, before the holder touches the file. Without a
+ *                                      `fence` field (a free lock taken in one transaction) the
+ *                                      fence is the key's mod revision.
  *   <prefix>/<db>/released             JSON HolderRecord of the last holder that let go cleanly.
  *   <prefix>/<db>/gate                 lockless mode: exists while the writer commits (no new readers).
- *   <prefix>/<db>/readers/<id>         lockless mode: one key per read transaction in progress.
+ *   <prefix>/<db>/readers/<lease hex>  lockless mode: one registration per reading node, attached
+ *                                      to its reader session; JSON ReaderRecord (`acked`: the
+ *                                      revision of the last gate it acknowledged).
  *   <prefix>/<db>/history/<fence>      JSON HandoverRecord, one per acquisition (last 100 kept).
  *   <prefix>/<db>/events/<kind>        JSON event, overwritten; exists so watchers see refusals.
  *   <prefix>/<db>/serve/<node>         JSON ServeRecord of a node running `sqlite-ha serve`, on its
@@ -36,6 +40,13 @@ export interface LockRecord {
 }
 
 export type { CommitRecord } from '../types';
+
+/** Lockless mode: a reading node's registration. */
+export interface ReaderRecord {
+  node: string;
+  /** Mod revision of the last gate this node acknowledged (0: none yet). */
+  acked: number;
+}
 
 /** The current (or last cleanly released) holder of the lease. */
 export interface HolderRecord {
@@ -152,6 +163,9 @@ export class Keys {
   }
   get readersPrefix(): string {
     return `${this.root}/readers/`;
+  }
+  readerKey(leaseId: string): string {
+    return `${this.readersPrefix}${BigInt(leaseId).toString(16)}`;
   }
   get historyPrefix(): string {
     return `${this.root}/history/`;

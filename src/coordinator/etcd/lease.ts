@@ -4,12 +4,12 @@
  * release at once), and the commit record that is written only while the key exists.
  */
 import { EventEmitter } from 'events';
+import { monotonicNow } from '../../clock';
 import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { CommitRecord, GatedLease } from '../types';
-import { etcdCall } from './client';
-import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd } from './keys';
-import { waitKeysGone } from './mutex';
+import { etcdCall, toCoordinatorError } from './client';
+import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd, ReaderRecord } from './keys';
 import type { Held } from './mutex';
 import type { Session } from './session';
 import type { RecordedIdentity } from '../../storage/identity';
@@ -34,6 +34,10 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     private readonly session: Session,
     private readonly held: Held,
     private readonly node: string,
+    /** This node's own reader registration key, if any (not waited for: same thread). */
+    private readonly ownReader: () => string | null = () => null,
+    /** Tells this node's reader registration of each commit published here (read-your-writes). */
+    private readonly onPublished: (record: CommitRecord) => void = () => undefined,
   ) {
     super();
     this.fence = held.revision;
@@ -103,6 +107,7 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
     );
     if (res.succeeded && options.openGate) this.gateRevision = null;
+    if (res.succeeded) this.onPublished(record);
     return res.succeeded;
   }
 
@@ -141,12 +146,15 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     );
     if (!res.succeeded) throw new LeaseLostError('our lock key is gone (lease expired or revoked)');
     this.gateRevision = res.header.revision;
-    const pending = res.responses[1].response_range.kvs.map((kv) => kv.key.toString());
+    const gateRevision = Number(res.header.revision);
+    // Our own node's reads run on this JavaScript thread: none can overlap our COMMIT.
+    const own = this.ownReader();
+    const pending = res.responses[1].response_range.kvs.map((kv) => kv.key.toString()).filter((k) => k !== own);
     if (pending.length === 0) return;
-    const drained = await waitKeysGone(this.client, this.keys.readersPrefix, pending, Number(res.header.revision) + 1, deadline);
-    if (!drained) {
+    const acked = await waitAcknowledged(this.client, this.keys.readersPrefix, pending, gateRevision, deadline);
+    if (!acked) {
       await this.openGate();
-      throw new CoordinatorUnavailableError(`${pending.length} registered reader(s) did not finish before the commit deadline`);
+      throw new CoordinatorUnavailableError(`${pending.length} registered reader node(s) did not acknowledge the gate before the commit deadline`);
     }
   }
 
@@ -220,4 +228,47 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     this.watcher = null;
     void w?.cancel().catch(() => undefined);
   }
+}
+
+/**
+ * Resolves true once every registration in `keys` has acknowledged the gate at `gateRevision`
+ * (its `acked` ≥ that revision) or is gone (its node's session expired or ended); false at deadline.
+ */
+function waitAcknowledged(
+  client: Etcd3, prefix: string, keys: string[], gateRevision: number, deadline: number,
+): Promise<boolean> {
+  const pending = new Set(keys);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let watcher: Watcher | null = null;
+    const finish = (v: boolean | Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      void watcher?.cancel().catch(() => undefined);
+      if (v instanceof Error) reject(toCoordinatorError('gate acknowledgement watch', v));
+      else resolve(v);
+    };
+    const settle = (key: string) => {
+      pending.delete(key);
+      if (pending.size === 0) finish(true);
+    };
+    const timer = setTimeout(() => finish(false), Math.max(0, deadline - monotonicNow()));
+    client
+      .watch()
+      .prefix(prefix)
+      .startRevision(String(gateRevision + 1))
+      .create()
+      .then((w) => {
+        watcher = w;
+        if (done) void w.cancel().catch(() => undefined);
+        w.on('put', (kv) => {
+          const r = parseJson<ReaderRecord>(kv.value);
+          if (r && r.acked >= gateRevision) settle(kv.key.toString());
+        });
+        w.on('delete', (kv) => settle(kv.key.toString()));
+        w.on('error', (err) => finish(err));
+      })
+      .catch((err) => finish(err));
+  });
 }
