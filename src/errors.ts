@@ -110,7 +110,7 @@ export class AcquireTimeoutError extends SqliteHaError {
   }
 }
 
-/** The file, mount or a pragma would break the storage rules (HAZARDS H1, H2). */
+/** The file, mount or a pragma would break the storage rules (docs/HAZARDS.md H1, H2). */
 export class UnsafeStorageError extends SqliteHaError {
   constructor(detail: string) {
     super('SQLITE_HA_UNSAFE_STORAGE', detail);
@@ -180,7 +180,7 @@ export class MixedModesError extends SqliteHaError {
 }
 
 /**
- * A writer crashed mid-commit and left a hot journal (HAZARDS H8) that only the next lease holder
+ * A writer crashed mid-commit and left a hot journal (docs/HAZARDS.md H8) that only the next lease holder
  * may roll back; this node started that recovery (db.read() waits for it) but it had not finished.
  */
 export class RecoveryPendingError extends SqliteHaError {

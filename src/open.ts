@@ -20,7 +20,7 @@ import { realPath } from './storage/paths';
 /** Opens a sqlite-ha handle on `path`: validates the options, checks the file and mount, builds the coordinator. */
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
   const resolved = resolveOptions(path, options);
-  // Once, here: a symlink must not make the mount check judge the link's directory (HAZARDS H2).
+  // Once, here: a symlink must not make the mount check judge the link's directory (docs/HAZARDS.md H2).
   const opts: ResolvedOptions = Object.freeze({ ...resolved, path: realPath(resolved.path) });
   if (!fs.existsSync(dirname(opts.path))) {
     throw new InvalidOptionError('path', path, `a file in an existing directory (${dirname(opts.path)} does not exist)`);
@@ -83,7 +83,7 @@ function decideLocks(opts: ResolvedOptions): LocksInUse {
   if (opts.coordinator.kind !== 'etcd') {
     throw new UnsafeStorageError(
       `refusing ${opts.path}: ${verdict.reason}. Without cross-host locks a peer can roll back the ` +
-        "writer's journal and readers can tear (HAZARDS H2, H3); the lockless mode that handles this " +
+        "writer's journal and readers can tear (docs/HAZARDS.md H2, H3); the lockless mode that handles this " +
         'needs the etcd coordinator.',
     );
   }

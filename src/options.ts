@@ -179,7 +179,7 @@ export function resolveOptions(file: unknown, options: unknown): ResolvedOptions
   if (journalMode !== 'TRUNCATE' && journalMode !== 'PERSIST') {
     throw new InvalidOptionError(
       'journalMode', journalMode,
-      "'TRUNCATE' or 'PERSIST' (WAL, MEMORY, OFF and DELETE break on shared filesystems, see HAZARDS H1)",
+      "'TRUNCATE' or 'PERSIST' (WAL, MEMORY, OFF and DELETE break on shared filesystems, see docs/HAZARDS.md H1)",
     );
   }
   const locks = options.locks ?? DEFAULTS.locks;

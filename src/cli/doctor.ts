@@ -126,7 +126,7 @@ function locksFinding(verdict: LockVerdict): Finding {
     check: 'locks', verdict: 'warn',
     summary: `cross-host locks cannot be trusted: ${verdict.reason}. With the etcd coordinator sqlite-ha runs this file ` +
       "in the lockless mode (locks: 'none'): reads register in etcd and wait out commits, writes go through " +
-      'db.write() only, and an unclean hand-over waits out the old lease (HAZARDS H2-H5); the lockfile coordinator refuses it',
+      'db.write() only, and an unclean hand-over waits out the old lease (docs/HAZARDS.md H2-H5); the lockfile coordinator refuses it',
     advice: `for the faster trusted mode and the full better-sqlite3 surface: ${fix || 'use storage whose POSIX locks reach every host'}`,
     data,
   };
@@ -246,7 +246,7 @@ function databaseFinding(file: string): Finding {
     return {
       check: 'database', verdict: 'fail',
       summary: wal ? 'the file is in WAL format' : 'WAL files (-wal/-shm) lie beside the database',
-      advice: "WAL cannot work across hosts (HAZARDS H1): with every node stopped, run sqlite3 <file> 'PRAGMA journal_mode=TRUNCATE' on one host",
+      advice: "WAL cannot work across hosts (docs/HAZARDS.md H1): with every node stopped, run sqlite3 <file> 'PRAGMA journal_mode=TRUNCATE' on one host",
       data: { walFormat: wal },
     };
   }
@@ -263,7 +263,7 @@ function databaseFinding(file: string): Finding {
   }
   let conn: Database.Database | null = null;
   try {
-    // Read-only: it can never roll a journal back (HAZARDS H2).
+    // Read-only: it can never roll a journal back (docs/HAZARDS.md H2).
     conn = new Database(file, { readonly: true, fileMustExist: true });
     conn.pragma('busy_timeout = 2000');
     const p = (name: string) => conn!.pragma(name, { simple: true });
@@ -284,7 +284,7 @@ function databaseFinding(file: string): Finding {
     if (hotJournal) {
       return {
         check: 'database', verdict: 'warn', summary: `${summary}; a hot journal lies beside it (a write in progress or a crashed writer)`,
-        advice: 'nothing to do if a node is writing now; otherwise the next lease holder rolls it back before anyone reads (HAZARDS H8)',
+        advice: 'nothing to do if a node is writing now; otherwise the next lease holder rolls it back before anyone reads (docs/HAZARDS.md H8)',
         data,
       };
     }
@@ -294,7 +294,7 @@ function databaseFinding(file: string): Finding {
     if (code === 'SQLITE_READONLY_ROLLBACK' || hotJournal) {
       return {
         check: 'database', verdict: 'warn', summary: 'a hot journal lies beside the database; a read-only look cannot read past it',
-        advice: 'the next lease holder rolls it back (HAZARDS H8); if no node runs, open it once through sqlite-ha',
+        advice: 'the next lease holder rolls it back (docs/HAZARDS.md H8); if no node runs, open it once through sqlite-ha',
         data,
       };
     }

@@ -1,5 +1,5 @@
 /**
- * The lockless mode's commit (HAZARDS H3, H5): with the user's work done and the transaction
+ * The lockless mode's commit (docs/HAZARDS.md H3, H5): with the user's work done and the transaction
  * still open, close the gate and wait for registered readers to finish, COMMIT (deadline checked
  * inside), then publish the commit record and open the gate in one etcd transaction. A commit that
  * cannot be published may sit in a file the next holder has already moved away from, so it is

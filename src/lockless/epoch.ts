@@ -1,5 +1,5 @@
 /**
- * Closing the paused-writer window of the lockless mode (HAZARDS H5, H8). After an unclean
+ * Closing the paused-writer window of the lockless mode (docs/HAZARDS.md H5, H8). After an unclean
  * hand-over the successor, having waited out the old lease and with readers gated out, recovers
  * the hot journal, copies the database to a new file and renames it over the old path. A stale
  * writer that resumes mid-commit still holds descriptors of the old inode and the old journal:

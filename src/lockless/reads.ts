@@ -1,5 +1,5 @@
 /**
- * Reads in the lockless mode (HAZARDS H3, H4). Every read transaction takes a ticket from the
+ * Reads in the lockless mode (docs/HAZARDS.md H3, H4). Every read transaction takes a ticket from the
  * node's reader registration (src/coordinator/etcd/reader-registration.ts: no etcd call while no
  * writer's gate is closed, a wait while one is, so no reader is inside a commit window), reads on
  * a connection opened after the last published commit (close-to-open: a kept-open handle on

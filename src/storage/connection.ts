@@ -1,5 +1,5 @@
 /**
- * Opens better-sqlite3 connections the way the storage rules demand (HAZARDS H1, H2): rollback
+ * Opens better-sqlite3 connections the way the storage rules demand (docs/HAZARDS.md H1, H2): rollback
  * journal, synchronous=FULL, locking_mode=NORMAL on every connection; read-only unless this node
  * holds the write lease; a file already in WAL format is refused.
  */
@@ -47,7 +47,7 @@ export function prepareFile(file: string): void {
     }
     if (n >= 20 && (header[18] === 2 || header[19] === 2)) {
       throw new UnsafeStorageError(
-        `${file} is in WAL format, which cannot work across hosts (HAZARDS H1). Convert it first on ` +
+        `${file} is in WAL format, which cannot work across hosts (docs/HAZARDS.md H1). Convert it first on ` +
           "one host with no other users: sqlite3 <file> 'PRAGMA journal_mode=TRUNCATE'",
       );
     }
@@ -110,7 +110,7 @@ export function assertSafeSql(sql: string): void {
   if (name) {
     throw new UnsafeStorageError(
       `PRAGMA ${name} is pinned by sqlite-ha (rollback journal, synchronous=FULL, ` +
-        'locking_mode=NORMAL; HAZARDS H1); set journalMode in open() options instead',
+        'locking_mode=NORMAL; docs/HAZARDS.md H1); set journalMode in open() options instead',
     );
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Decides from /proc/mounts whether SQLite's POSIX file locks reach other hosts for a path
- * (HAZARDS H2-H5). Local filesystems and NFS with the lock protocol: yes. FUSE (sshfs, ...), NFS
+ * (docs/HAZARDS.md H2-H5). Local filesystems and NFS with the lock protocol: yes. FUSE (sshfs, ...), NFS
  * mounted `nolock` or with `local_lock=posix|all`: no.
  */
 import * as fs from 'fs';

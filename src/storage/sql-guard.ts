@@ -1,5 +1,5 @@
 /**
- * The SQL guard (HAZARDS H1, issue #10 defect 8): pinned pragmas and transaction control are
+ * The SQL guard (docs/HAZARDS.md H1, issue #10 defect 8): pinned pragmas and transaction control are
  * refused before they run, without trusting a regex over a whole script. exec() text is split into
  * statements here and each piece is handed to SQLite's own prepare(), which accepts exactly one
  * complete statement: a wrong split can only make prepare() fail, never run SQL the check did not
@@ -142,7 +142,7 @@ export function assertAllowed(sql: string, policy: GuardPolicy): void {
   if (k.kind === 'pinned-pragma-set') {
     throw new UnsafeStorageError(
       `PRAGMA ${k.name} is pinned by sqlite-ha (rollback journal, synchronous=FULL, locking_mode=NORMAL; ` +
-        'HAZARDS H1); set journalMode in open() options instead. Nothing was run.',
+        'docs/HAZARDS.md H1); set journalMode in open() options instead. Nothing was run.',
     );
   }
   if (k.kind === 'transaction-control' && !policy.transactionControl) {

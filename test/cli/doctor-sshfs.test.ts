@@ -1,5 +1,5 @@
 /**
- * `sqlite-ha doctor` on a real sshfs mount (FUSE: locks stay on this host, HAZARDS H2-H5): the
+ * `sqlite-ha doctor` on a real sshfs mount (FUSE: locks stay on this host, docs/HAZARDS.md H2-H5): the
  * lock verdict names the filesystem and points at the lockless mode; on a local directory the
  * same check says the locks can be trusted.
  */

@@ -1,7 +1,7 @@
 /**
  * The etcd lease against a real etcd (no mock): fencing tokens, hand-over on close(), interplay
  * with `etcdctl lock`, an unreachable coordinator, and SQL errors inside writes.
- * HAZARDS H5 (fence only grows), H6 (Mutex recipe, deadlines on every call).
+ * docs/HAZARDS.md H5 (fence only grows), H6 (Mutex recipe, deadlines on every call).
  */
 import { spawn } from 'child_process';
 import * as fs from 'fs';

@@ -1,5 +1,5 @@
 /**
- * A holder SIGKILLed mid-transaction leaves a hot journal (HAZARDS H8) that only a read-write open
+ * A holder SIGKILLed mid-transaction leaves a hot journal (docs/HAZARDS.md H8) that only a read-write open
  * rolls back, and only the holder may open read-write (H2). Recovery must be driven by whoever
  * notices next, not waited for (issue 10, defect 4):
  * - lockfile coordinator: the next acquire recovers the journal (it used to read the fence through

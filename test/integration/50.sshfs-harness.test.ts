@@ -1,6 +1,6 @@
 /**
  * The sshfs harness: one export on a private loopback sshd, mounted twice; the two mounts act as
- * two hosts whose POSIX locks do not see each other (HAZARDS H2-H4 need exactly this).
+ * two hosts whose POSIX locks do not see each other (docs/HAZARDS.md H2-H4 need exactly this).
  */
 import Database from 'better-sqlite3';
 import { ChildProcess, spawn } from 'child_process';

@@ -2,7 +2,7 @@
  * The lockless mode on a real network filesystem without cross-host locks: one export served by
  * sshd on loopback, mounted twice with sshfs (two "hosts" whose locks do not see each other).
  * Writers on mount 0, readers on mount 1, several processes each, a real etcd.
- * HAZARDS H2 (peer rollback), H3 (torn reads), H4 (stale caches), H5 (paused writer), H8 (crash).
+ * docs/HAZARDS.md H2 (peer rollback), H3 (torn reads), H4 (stale caches), H5 (paused writer), H8 (crash).
  */
 import Database from 'better-sqlite3';
 import * as path from 'path';

@@ -2,7 +2,7 @@
  * The lockless commit gate belongs to one holder (issue 10, defect 1): a stale holder's failure
  * path (openGate after a failed commit, a drain timeout, a failed takeover) must never delete the
  * gate of the holder that replaced it, or readers would register inside the new holder's COMMIT
- * (HAZARDS H3). Real etcd, two coordinators for one database.
+ * (docs/HAZARDS.md H3). Real etcd, two coordinators for one database.
  */
 import { monotonicNow } from '../../src/clock';
 import { EtcdCoordinator } from '../../src/coordinator/etcd/coordinator';

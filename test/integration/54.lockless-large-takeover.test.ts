@@ -1,5 +1,5 @@
 /**
- * Unclean takeovers of a large database in the lockless mode (issue 10, defect 2; HAZARDS H5, H8),
+ * Unclean takeovers of a large database in the lockless mode (issue 10, defect 2; docs/HAZARDS.md H5, H8),
  * on the sshfs harness (two mounts = two hosts without shared locks) with a real etcd and real
  * processes. The successor must move the file to a new inode; with a synchronous copy a 1 GB file
  * starved its keep-alives and the takeover never completed. Also: a successor paused mid-move,

@@ -1,7 +1,7 @@
 /**
  * compose/ cannot run here (no Docker), so it is checked statically: Debian's docker-compose (v1)
  * must accept the file, everything it points to in this repository must exist, and the NFS mount
- * must keep the options HAZARDS H1-H4 require. Checks run on `docker-compose config` output, so
+ * must keep the options docs/HAZARDS.md H1-H4 require. Checks run on `docker-compose config` output, so
  * anchors, merges and `${VAR:-default}` are resolved exactly as Compose resolves them.
  */
 import { spawnSync } from 'child_process';
@@ -182,7 +182,7 @@ describe('compose/docker-compose.yml', () => {
     expect(Object.keys(lb.depends_on ?? {}).sort()).toEqual(['serve1', 'serve2', 'serve3']);
   });
 
-  it('mounts the shared database over NFSv4 with locks that cross hosts (HAZARDS H1-H4)', () => {
+  it('mounts the shared database over NFSv4 with locks that cross hosts (docs/HAZARDS.md H1-H4)', () => {
     const nfsVolumes = Object.entries(cfg.volumes).filter(([, v]) => v.driver_opts?.type === 'nfs');
     expect(nfsVolumes.map(([n]) => n)).toEqual(['shared']);
     const opts = nfsVolumes[0][1].driver_opts!.o.split(',');

@@ -1,6 +1,6 @@
 /**
  * open() options (src/options.ts): one validation pass, every failure an InvalidOptionError with a
- * stable code and the name of the offending option; defaults filled in. HAZARDS H1 (journal modes),
+ * stable code and the name of the offending option; defaults filled in. docs/HAZARDS.md H1 (journal modes),
  * H6 (TTL floor and safety margin).
  */
 import * as os from 'os';

@@ -1,6 +1,6 @@
 /**
  * Mount verdicts (src/storage/mounts.ts): whether SQLite's POSIX locks cross hosts for a path.
- * HAZARDS H2-H5: the product refuses storage where they do not.
+ * docs/HAZARDS.md H2-H5: the product refuses storage where they do not.
  */
 import * as fs from 'fs';
 import { judgeMount, lockVerdictFor, MountInfo, mountFor, parseMounts } from '../../src/storage/mounts';

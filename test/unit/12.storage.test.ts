@@ -1,5 +1,5 @@
 /**
- * Connections and file checks (src/storage/connection.ts, meta.ts). HAZARDS H1 (rollback journal
+ * Connections and file checks (src/storage/connection.ts, meta.ts). docs/HAZARDS.md H1 (rollback journal
  * only, synchronous=FULL, locking_mode=NORMAL, no WAL file), H2 (others read-only), H5 (meta row).
  */
 import Database from 'better-sqlite3';

@@ -1,6 +1,6 @@
 /**
  * FencedTransactions (src/txn/fenced.ts) on a real file with a scripted Lease (test/helpers): the fence is
- * raised on construction and checked inside every transaction (HAZARDS H5); the commit deadline
+ * raised on construction and checked inside every transaction (docs/HAZARDS.md H5); the commit deadline
  * and lease validity are checked before BEGIN and before COMMIT (H6); the work is synchronous.
  */
 import { monotonicNow } from '../../src/clock';

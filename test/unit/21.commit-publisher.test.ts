@@ -1,7 +1,7 @@
 /**
  * CommitPublisher (src/txn/commit-publisher.ts): commit records are published coalesced, at most
  * one in flight, and every waiter resolves once a record at or past its txid is out, or the
- * publish failed (the commit is already durable and fenced). HAZARDS H4 (published txid).
+ * publish failed (the commit is already durable and fenced). docs/HAZARDS.md H4 (published txid).
  */
 import { EventEmitter } from 'events';
 import type { CommitRecord, Lease } from '../../src/coordinator/types';

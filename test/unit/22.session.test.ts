@@ -1,5 +1,5 @@
 /**
- * The keep-alive session's commit deadline (issue 10, defect 3; HAZARDS H6). The session talks to
+ * The keep-alive session's commit deadline (issue 10, defect 3; docs/HAZARDS.md H6). The session talks to
  * a keep-alive stream the test controls (what a stalled etcd member looks like from here: a stream
  * that stops answering and answers late), on fake timers, so each case is exact:
  * - a late ack on a replaced stream must be credited with its own request's send time, never with

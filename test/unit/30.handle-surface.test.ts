@@ -2,7 +2,7 @@
  * The handle's better-sqlite3 surface (src/handle/*.ts, src/handle/statement.ts) with the lockfile
  * coordinator on real files, no network. Every check runs the same code on a plain better-sqlite3
  * Database (on its own file) and on the sqlite-ha handle and expects the same results and errors.
- * HAZARDS H2: reads go to a read-only connection until the handle holds the lease.
+ * docs/HAZARDS.md H2: reads go to a read-only connection until the handle holds the lease.
  */
 import Database from 'better-sqlite3';
 import { HADatabase } from '../../src';

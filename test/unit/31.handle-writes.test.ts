@@ -1,6 +1,6 @@
 /**
  * Writes and reads through the handle (src/handle/*.ts) with the lockfile coordinator on real
- * files: only the lease holder writes (HAZARDS H2), every write is one fenced transaction (H5),
+ * files: only the lease holder writes (docs/HAZARDS.md H2), every write is one fenced transaction (H5),
  * db.write/db.read keep their work synchronous, consistency levels are named and checked (H4).
  */
 import Database from 'better-sqlite3';

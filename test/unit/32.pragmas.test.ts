@@ -1,6 +1,6 @@
 /**
  * db.pragma() and pragma SQL through the handle (src/handle/*.ts, src/handle/statement.ts): the storage
- * rules of HAZARDS H1 stay pinned (rollback journal, synchronous=FULL, locking_mode=NORMAL) however
+ * rules of docs/HAZARDS.md H1 stay pinned (rollback journal, synchronous=FULL, locking_mode=NORMAL) however
  * a pragma is spelt; pragmas that write go through the lease (H2); per-connection settings follow
  * the handle onto every connection it opens.
  */

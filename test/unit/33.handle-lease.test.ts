@@ -1,7 +1,7 @@
 /**
  * The handle's lease life cycle with the lockfile coordinator (src/handle/*.ts,
  * src/coordinator/lockfile/coordinator.ts): events, fence tokens that only grow across handles
- * (HAZARDS H5, H7), idle release, close() handing over, and use after close.
+ * (docs/HAZARDS.md H5, H7), idle release, close() handing over, and use after close.
  */
 import Database from 'better-sqlite3';
 import * as fs from 'fs';

@@ -1,6 +1,6 @@
 /**
  * The handle against a scripted in-test coordinator (no network): what it publishes after each
- * commit (HAZARDS H4: commit records carry the txid every node must reach), what a linearizable
+ * commit (docs/HAZARDS.md H4: commit records carry the txid every node must reach), what a linearizable
  * read demands, and how the handle drops a lease that a newer holder fenced (H5) or whose commit
  * deadline passed (H6). The database file is real; only the coordinator is scripted.
  */

@@ -1,5 +1,5 @@
 /**
- * The lockless move's local guards (issue 10, defect 2; HAZARDS H5, H8), on a real file with a
+ * The lockless move's local guards (issue 10, defect 2; docs/HAZARDS.md H5, H8), on a real file with a
  * scripted lease: the move stops without touching the file when the lease ran out during the copy,
  * a stale mover's temp name is neutralized by the next mover (a tombstone directory), and a read
  * that keeps finding another file generation than the published one says so (epochs, not only

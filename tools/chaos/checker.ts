@@ -16,7 +16,7 @@
  *          row (a gap is a committed transaction that vanished); acknowledged txid/fence match.
  * Order    real time: a write that started after another write or read returned has a larger txid;
  *          a linearizable read sees at least every txid that was acknowledged or read before it
- *          started (HAZARDS H4: a stale read is a violation, not just a slow one).
+ *          started (docs/HAZARDS.md H4: a stale read is a violation, not just a slow one).
  * Integrity PRAGMA integrity_check says ok.
  */
 import Database from 'better-sqlite3';

@@ -1,7 +1,7 @@
 /**
  * A real network filesystem WITHOUT cross-host locks, for tests: one export directory served by a
  * private `sshd` on loopback, mounted N times with `sshfs`. Each mount behaves like another host:
- * POSIX locks taken through one mount are invisible through the others (HAZARDS H2-H4), and the
+ * POSIX locks taken through one mount are invisible through the others (docs/HAZARDS.md H2-H4), and the
  * mounts use sshfs's default caching, so reads can be stale the way they are on real hosts.
  *
  * Observed with sshfs 3.7.3 defaults (Debian 12): a fresh open() through mount B sees what A wrote

@@ -19,7 +19,7 @@
  * `seq` counts this process's append attempts from 1; a row (node, seq) exists for every
  * acknowledged append. A failed append with code SQLITE_HA_COMMIT_OUTCOME_UNKNOWN may or may not
  * have its row. A count read that misses this node's last acknowledged row fails with code
- * WORKLOAD_STALE_READ (HAZARDS H4).
+ * WORKLOAD_STALE_READ (docs/HAZARDS.md H4).
  * Exit status: 0 after SIGTERM/SIGINT or when --duration-ms / --max-writes is reached, 1 when the
  * database cannot be opened or closing fails, 2 for bad settings.
  */

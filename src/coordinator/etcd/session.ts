@@ -1,5 +1,5 @@
 /**
- * An etcd lease kept alive by us, not by etcd3's Lease helper (HAZARDS H6: its `lost` event comes
+ * An etcd lease kept alive by us, not by etcd3's Lease helper (docs/HAZARDS.md H6: its `lost` event comes
  * ~2×TTL late). The rule: a commit may start only before (send time of the last acknowledged
  * keep-alive + granted TTL − safety margin). Etcd cannot expire the lease earlier than that, since
  * it restarted the TTL no earlier than when we sent the request. Send times are monotonic

@@ -1,5 +1,5 @@
 /**
- * The embedded coordinator for one host (HAZARDS H7): proper-lockfile's mkdir lock beside the
+ * The embedded coordinator for one host (docs/HAZARDS.md H7): proper-lockfile's mkdir lock beside the
  * database, and a fence counter file under that lock so tokens strictly increase even when a
  * holder never wrote. Safety rests on SQLite's own file locks plus the in-database fence; the lock
  * directory only serializes well-behaved writers. No commit record: on one host the file lock is
