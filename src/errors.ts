@@ -122,10 +122,32 @@ export class CommitOutcomeUnknownError extends SqliteHaError {
   constructor(options: { cause?: unknown }) {
     super(
       'SQLITE_HA_COMMIT_OUTCOME_UNKNOWN',
-      'COMMIT failed with an I/O error: the transaction may or may not be on disk. The write lease ' +
+      `COMMIT failed with an I/O error (${String((options.cause as { code?: unknown } | undefined)?.code ?? 'no code')}): ` +
+        'the transaction may or may not be on disk. The write lease ' +
         'was dropped; read the data back (db.read with consistency "linearizable") before retrying.',
       { ...options, outcome: 'unknown' },
     );
+  }
+}
+
+/**
+ * Reading the file failed with a storage error (the NFS client, the server or the disk) before
+ * anything was written: SQLITE_CORRUPT or SQLITE_IOERR_* at BEGIN, while reading the meta row, or
+ * while taking over the file (after reopening it until acquireTimeoutMs). Nothing was committed by
+ * this call; a writer let the lease go and reopens the file on its next write; `cause` is the
+ * original SqliteError, `sqliteCode` its code.
+ */
+export class StorageFaultError extends SqliteHaError {
+  readonly sqliteCode: string;
+  constructor(during: string, cause: unknown) {
+    const code = String((cause as { code?: unknown })?.code ?? 'unknown');
+    super(
+      'SQLITE_HA_STORAGE_FAULT',
+      `${during} failed with ${code} (${(cause as Error)?.message ?? cause}). Nothing was committed by this call; ` +
+        'the file is reopened before the next attempt. If it persists, run sqlite-ha doctor on the mount.',
+      { cause, outcome: 'not-committed' },
+    );
+    this.sqliteCode = code;
   }
 }
 

@@ -12,7 +12,7 @@ export type { CommitOutcome } from './errors';
 export {
   commitOutcomeOf, SqliteHaError, InvalidOptionError, FencedError, LeaseLostError, NotLeaseHolderError,
   CoordinatorUnavailableError, AcquireTimeoutError, UnsafeStorageError, CommitOutcomeUnknownError,
-  StaleViewError, ClosedError, StandbyWriteError, StandbyCorruptError, StandbyTargetError, DatabaseMovedError,
+  StaleViewError, StorageFaultError, ClosedError, StandbyWriteError, StandbyCorruptError, StandbyTargetError, DatabaseMovedError,
 } from './errors';
 export type { CommitRecord } from './coordinator/types';
 export type { LockRecord, HandoverRecord, DatabaseInfo, EventRecord } from './coordinator/etcd/keys';

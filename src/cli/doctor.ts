@@ -13,8 +13,9 @@ import * as https from 'https';
 import * as path from 'path';
 import { DatabaseInfo, Keys, parseJson } from '../coordinator/etcd/keys';
 import { DEFAULTS, defaultSafetyMarginMs } from '../options';
-import { LockVerdict, lockVerdictFor } from '../storage/mounts';
+import { LockVerdict, lockVerdictFor, MountInfo } from '../storage/mounts';
 import { hasMetaTable, readMetaAnyVersion } from '../storage/meta';
+import { judgeNfsSettings, MountStats, parseMountStats } from '../storage/nfs-settings';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
 import { compactionFinding, readCompactionState } from './compaction';
 import { duration, jsonText, printable, styleFor } from './format';
@@ -25,7 +26,7 @@ export const COMPACTION_WARN_REVISIONS = 100_000;
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  check: 'directory' | 'filesystem' | 'locks' | 'database' | 'fsync' | 'etcd' | 'compaction' | 'clock' | 'lease' | 'standby';
+  check: 'directory' | 'filesystem' | 'nfs' | 'locks' | 'database' | 'fsync' | 'etcd' | 'compaction' | 'clock' | 'lease' | 'standby';
   verdict: Verdict;
   summary: string;
   /** What to do; null when nothing is needed. */
@@ -85,6 +86,7 @@ export async function diagnose(s: ConnectionSettings, file: string, opts: Doctor
     const mountsText = readMountsText();
     const verdict = lockVerdictFor(target, mountsText);
     findings.push(filesystemFinding(verdict.mount));
+    if (verdict.mount.fsType === 'nfs' || verdict.mount.fsType === 'nfs4') findings.push(...nfsFindings(verdict.mount, target));
     untrusted = !verdict.trusted;
     findings.push(locksFinding(verdict));
     findings.push(databaseFinding(target));
@@ -216,6 +218,29 @@ function filesystemFinding(m: { device: string; mountPoint: string; fsType: stri
     };
   }
   return { check: 'filesystem', verdict: 'ok', summary, advice: null, data };
+}
+
+/** One finding per NFS setting (src/storage/nfs-settings.ts), from mountstats and the file's owner. */
+function nfsFindings(mount: MountInfo, target: string): Finding[] {
+  let stats: MountStats | null = null;
+  try {
+    stats = parseMountStats(fs.readFileSync('/proc/self/mountstats', 'utf8')).filter((m) => m.mountPoint === mount.mountPoint).pop() ?? null;
+  } catch {
+    /* not Linux, or not readable: the options from /proc/mounts still say most */
+  }
+  let owner: number | null = null;
+  for (const p of [target, path.dirname(target)]) {
+    try {
+      owner = fs.statSync(p).uid;
+      break;
+    } catch {
+      /* the file may not exist yet */
+    }
+  }
+  const euid = typeof process.geteuid === 'function' ? process.geteuid() : null;
+  return judgeNfsSettings(mount, stats, owner, euid).map((x) => ({
+    check: 'nfs' as const, verdict: x.verdict, summary: `${x.setting}: ${x.summary}`, advice: x.advice, data: { setting: x.setting },
+  }));
 }
 
 function databaseFinding(file: string): Finding {

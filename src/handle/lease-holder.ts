@@ -7,10 +7,10 @@
 import type Database from 'better-sqlite3';
 import type { Lease, LeaseEventKind } from '../coordinator/types';
 import {
-  AcquireTimeoutError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError,
+  AcquireTimeoutError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError, StorageFaultError,
 } from '../errors';
 import type { ResolvedOptions } from '../options';
-import { isBusy } from '../storage/sqlite-errors';
+import { isBusy, isStorageFailure } from '../storage/sqlite-errors';
 import { CommitPublisher } from '../txn/commit-publisher';
 import { CommitObserver, FenceExpectations, FencedTransactions } from '../txn/fenced';
 import { monotonicNow } from '../clock';
@@ -93,26 +93,40 @@ export class LeaseHolder {
       let fenced: FencedTransactions;
       // H4: write only on top of a view that includes every published commit, of this database;
       // both are checked before anything is written (a stale view is reopened until the deadline).
+      // A view that is behind, or that the NFS client served torn (a storage error while opening
+      // or in the fence-raising transaction: nothing was written, and raising our own fence again
+      // is harmless), is closed and the file opened again (close-to-open revalidation).
+      let lastFault: unknown = null;
       for (;;) {
-        rw = await openWhenNotBusy(() => this.conns.openReadWrite(), lease, this.opts.busyTimeoutMs);
-        const conn = rw;
-        const onLeaseGone = (err: FencedError | CommitOutcomeUnknownError | LeaseLostError) => {
-          const c = this.current;
-          if (c?.rw === conn) this.lose(c, err, lossKind(err), true);
-        };
-        const expect = await this.checkIdentity(lease, rw, published);
+        let seen = 0;
         try {
-          fenced = await FencedTransactions.create(
-            rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, expect, this.observer ?? undefined,
-          );
-          break;
+          rw = await openWhenNotBusy(() => this.conns.openReadWrite(), lease, this.opts.busyTimeoutMs);
+          const conn = rw;
+          const onLeaseGone = (err: FencedError | CommitOutcomeUnknownError | LeaseLostError | StorageFaultError) => {
+            const c = this.current;
+            if (c?.rw === conn) this.lose(c, err, lossKind(err), true);
+          };
+          const expect = await this.checkIdentity(lease, rw, published);
+          try {
+            fenced = await FencedTransactions.create(
+              rw, lease, { onLeaseGone }, this.opts.busyTimeoutMs, newEpoch, expect, this.observer ?? undefined,
+            );
+            break;
+          } catch (err) {
+            if (!(err instanceof StaleViewError)) throw err;
+          }
+          seen = readStoredMeta(rw).txid;
         } catch (err) {
-          if (!(err instanceof StaleViewError)) throw err;
+          if (!isStorageFailure(err)) throw err;
+          lastFault = err;
         }
-        const seen = readStoredMeta(rw).txid;
-        rw.close();
+        rw?.close();
         rw = null;
-        if (monotonicNow() > deadline) throw new StaleViewError(seen, published, this.opts.acquireTimeoutMs);
+        if (!lease.valid) throw new LeaseLostError('the lease ended while taking over the file');
+        if (monotonicNow() > deadline) {
+          throw lastFault ? new StorageFaultError('taking over the file (open, fence-raising transaction)', lastFault)
+            : new StaleViewError(seen, published, this.opts.acquireTimeoutMs);
+        }
         await sleep(50);
       }
       await this.mode.afterFence(lease, fenced);
@@ -273,7 +287,7 @@ export class LeaseHolder {
   }
 }
 
-function lossKind(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): LossKind {
+function lossKind(err: FencedError | CommitOutcomeUnknownError | LeaseLostError | StorageFaultError): LossKind {
   return err instanceof FencedError ? 'fenced-write-refused'
     : err instanceof CommitOutcomeUnknownError ? 'commit-outcome-unknown' : 'lease-lost';
 }

@@ -11,7 +11,9 @@
  */
 import { monotonicNow } from '../clock';
 import type Database from 'better-sqlite3';
-import { ClosedError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError } from '../errors';
+import {
+  ClosedError, CommitOutcomeUnknownError, DatabaseIdentityError, FencedError, LeaseLostError, StaleViewError, StorageFaultError,
+} from '../errors';
 import type { Lease } from '../coordinator/types';
 import { isBusy, isStorageFailure } from '../storage/sqlite-errors';
 import { claimFence, MetaStatements, readStoredMeta } from '../storage/meta';
@@ -34,7 +36,7 @@ export interface FencedHooks {
    * Called before a FencedError, CommitOutcomeUnknownError or deadline LeaseLostError is thrown:
    * in each case this node must stop using the lease and re-acquire before writing again.
    */
-  onLeaseGone(err: FencedError | CommitOutcomeUnknownError | LeaseLostError): void;
+  onLeaseGone(err: FencedError | CommitOutcomeUnknownError | LeaseLostError | StorageFaultError): void;
 }
 
 /** Where a commit left the database: the txid, the fence it was written under, the file's epoch. */
@@ -170,10 +172,17 @@ export class FencedTransactions {
       this.stmts[mode].run();
     } catch (err) {
       if (isBusy(err) && !last) return false;
+      if (isStorageFailure(err)) throw this.storageFault('BEGIN', err);
       throw err;
     }
     try {
-      const stored = this.meta.read();
+      let stored;
+      try {
+        stored = this.meta.read();
+      } catch (err) {
+        if (isStorageFailure(err)) throw this.storageFault('reading the meta row', err);
+        throw err;
+      }
       if (stored.fence > this.lease.fence) {
         const err = new FencedError(this.lease.fence, stored.fence);
         this.hooks.onLeaseGone(err);
@@ -186,6 +195,14 @@ export class FencedTransactions {
       throw err;
     }
     return true;
+  }
+
+  /** A storage error before anything was written: not committed; this connection's view is suspect. */
+  private storageFault(during: string, cause: unknown): StorageFaultError {
+    this.rollback();
+    const err = new StorageFaultError(during, cause);
+    this.hooks.onLeaseGone(err);
+    return err;
   }
 
   /** Checks the lease deadline, then COMMITs; returns the committed txid. */

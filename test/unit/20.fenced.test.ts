@@ -5,7 +5,7 @@
  */
 import { monotonicNow } from '../../src/clock';
 import type Database from 'better-sqlite3';
-import { FencedError, LeaseLostError } from '../../src/errors';
+import { FencedError, LeaseLostError, StorageFaultError } from '../../src/errors';
 import { ConnectionSettings, openReadOnly, openReadWrite, prepareFile } from '../../src/storage/connection';
 import { ensureMetaTable, readMeta } from '../../src/storage/meta';
 import { FencedHooks, FencedTransactions } from '../../src/txn/fenced';
@@ -431,5 +431,39 @@ describe('lock waits', () => {
       expect(readMeta(conn)).toMatchObject({ fence: 3, txid: 1 });
     }
     await done;
+  });
+});
+
+describe('storage faults before anything is written (issue #14: raw SQLITE_CORRUPT at a hand-over)', () => {
+  test('a corrupt meta page at BEGIN is a StorageFaultError: not committed, the lease let go, no transaction left', () => {
+    const s = settings();
+    prepareFile(s.path);
+    const conn = openReadWrite(s);
+    const h = hooks();
+    const f = fenced(conn, new ScriptedLease(5), h);
+    // Overwrite the meta table's root page with garbage, as a torn or stale page from the NFS client would look.
+    const root = (conn.prepare("SELECT rootpage FROM sqlite_master WHERE name = '_sqlite_ha_meta'").get() as { rootpage: number }).rootpage;
+    const pageSize = conn.pragma('page_size', { simple: true }) as number;
+    const fd = require('fs').openSync(s.path, 'r+');
+    require('fs').writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (root - 1) * pageSize);
+    // Bump the header's change counter, as another host's commit would: the connection must re-read.
+    const counter = Buffer.alloc(4);
+    require('fs').readSync(fd, counter, 0, 4, 24);
+    counter.writeUInt32BE(counter.readUInt32BE(0) + 1, 0);
+    require('fs').writeSync(fd, counter, 0, 4, 24);
+    require('fs').closeSync(fd);
+    let err: unknown;
+    try {
+      f.tryBegin('IMMEDIATE');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(StorageFaultError);
+    expect((err as StorageFaultError).code).toBe('SQLITE_HA_STORAGE_FAULT');
+    expect((err as StorageFaultError).sqliteCode).toMatch(/^SQLITE_CORRUPT/);
+    expect((err as StorageFaultError).outcome).toBe('not-committed');
+    expect(h.gone).toEqual([err]);
+    expect(conn.inTransaction).toBe(false);
+    conn.close();
   });
 });

@@ -7,6 +7,7 @@
 import { monotonicNow } from '../../src/clock';
 import Database from 'better-sqlite3';
 import type { CommitRecord } from '../../src/coordinator/types';
+import { Connections } from '../../src/handle/connections';
 import { HADatabase } from '../../src/handle/database';
 import { FencedError, LeaseLostError, NotLeaseHolderError, StaleViewError } from '../../src/errors';
 import { resolveOptions } from '../../src/options';
@@ -212,3 +213,58 @@ describe('losing the lease', () => {
   });
 });
 
+
+describe('taking over a file the NFS client served torn (issue #14)', () => {
+  /** Overwrites the meta table's root page with garbage and bumps the change counter; returns the undo. */
+  function tearMetaPage(): () => void {
+    const c = new Database(tmp.file(), { readonly: true });
+    const root = (c.prepare("SELECT rootpage FROM sqlite_master WHERE name = '_sqlite_ha_meta'").get() as { rootpage: number }).rootpage;
+    const pageSize = c.pragma('page_size', { simple: true }) as number;
+    c.close();
+    const fs = require('fs') as typeof import('fs');
+    const fd = fs.openSync(tmp.file(), 'r+');
+    const saved = Buffer.alloc(pageSize);
+    fs.readSync(fd, saved, 0, pageSize, (root - 1) * pageSize);
+    const header = Buffer.alloc(4);
+    fs.readSync(fd, header, 0, 4, 24);
+    fs.writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (root - 1) * pageSize);
+    const bumped = Buffer.from(header);
+    bumped.writeUInt32BE(header.readUInt32BE(0) + 1, 0);
+    fs.writeSync(fd, bumped, 0, 4, 24);
+    fs.closeSync(fd);
+    return () => {
+      const w = fs.openSync(tmp.file(), 'r+');
+      fs.writeSync(w, saved, 0, pageSize, (root - 1) * pageSize);
+      bumped.writeUInt32BE(header.readUInt32BE(0) + 2, 0);
+      fs.writeSync(w, bumped, 0, 4, 24);
+      fs.closeSync(w);
+    };
+  }
+
+  test('a torn view at the fence-raising transaction is reopened, not surfaced: the write commits on the fresh view', async () => {
+    const { db, coord } = openScripted({ acquireTimeoutMs: 10_000 });
+    await db.write((c) => c.exec('CREATE TABLE t (x)'));
+    await db.release();
+    const undo = tearMetaPage();
+    // The page is whole again when the file is opened a second time (after reopening, the NFS
+    // client serves the server's copy): count the takeover's read-write opens.
+    const open = Connections.prototype.openReadWrite;
+    let opens = 0;
+    const spy = jest.spyOn(Connections.prototype, 'openReadWrite').mockImplementation(function (this: Connections) {
+      if (++opens === 2) undo();
+      return open.call(this);
+    });
+    try {
+      await db.write((c) => c.prepare('INSERT INTO t VALUES (1)').run());
+    } finally {
+      spy.mockRestore();
+    }
+    expect(opens).toBe(2); // the first open saw the torn page and was given up
+    expect(db.lease.held).toBe(true);
+    expect(storedMeta().fence).toBe(coord.last.fence);
+    const c = new Database(tmp.file(), { readonly: true });
+    expect(c.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 1 });
+    expect(c.pragma('integrity_check', { simple: true })).toBe('ok');
+    c.close();
+  });
+});

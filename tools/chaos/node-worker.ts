@@ -57,6 +57,11 @@ export interface WorkerConfig {
   maxRunMs: number;
   /** Exit when this process is no longer our parent (the harness died). */
   parentPid: number;
+  /**
+   * Share of each operation (default append 0.45, transfer 0.35, read 0.2) and of linearizable
+   * among reads (default 0.75). The NFS lab runs append-only counters and transfer/audit splits.
+   */
+  mix?: { append: number; transfer: number; read: number; linearizable?: number };
 }
 
 /** ok / fail / unknown for a failed write, as the library documents it (commitOutcomeOf, err.outcome). */
@@ -130,6 +135,11 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
   const tally = { ok: 0, fail: 0, unknown: 0 };
   const accountIds = Array.from({ length: cfg.bank.accounts }, (_, i) => i + 1);
   const pad = Math.max(1, cfg.padBytes);
+  const mix = cfg.mix ?? { append: 0.45, transfer: 0.35, read: 0.2, linearizable: 0.75 };
+  const total = mix.append + mix.transfer + mix.read || 1;
+  const appendShare = mix.append / total;
+  const transferShare = mix.transfer / total;
+  const linearizableShare = mix.linearizable ?? 0.75;
 
   for (let seq = 1; seq <= cfg.maxOps && !stopping && Date.now() - startedAt < cfg.maxRunMs; seq++) {
     const id = `${cfg.nodeId}.${cfg.incarnation}.${seq}`;
@@ -138,12 +148,13 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
     let fields: OpFields;
     const bulk = bulkRequested;
     bulkRequested = false;
-    if (bulk || roll < 0.45) fields = { ...base, op: 'append', value: id, ...(bulk ? { bulk: true } : {}) };
-    else if (roll < 0.8) {
+    if (bulk || roll < appendShare) fields = { ...base, op: 'append', value: id, ...(bulk ? { bulk: true } : {}) };
+    else if (roll < appendShare + transferShare) {
       const [from, to] = prng.shuffle(accountIds).slice(0, 2);
       fields = { ...base, op: 'transfer', from, to, amount: prng.int(1, Math.max(1, Math.floor(cfg.bank.initialBalance * 0.6))) };
     } else {
-      fields = { ...base, op: 'read', consistency: roll < 0.95 ? 'linearizable' : 'local' };
+      const readRoll = (roll - appendShare - transferShare) / Math.max(1e-9, 1 - appendShare - transferShare);
+      fields = { ...base, op: 'read', consistency: readRoll < linearizableShare ? 'linearizable' : 'local' };
     }
 
     fields.call = Date.now();
