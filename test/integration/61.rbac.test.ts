@@ -113,6 +113,9 @@ test('the lockless mode (gate, reader keys) works within the same grant', async 
   await w.write((c) => c.exec('CREATE TABLE IF NOT EXISTS u (x); INSERT INTO u VALUES (1)'));
   expect(await r.read((c) => (c.prepare('SELECT count(*) n FROM u').get() as { n: number }).n)).toBe(1);
   await w.release();
+  // Readers register once per node and keep the registration while the handle is open.
+  await r.close();
+  await w.close();
   expect(keys(`${PREFIX}/${LOCKLESS_DB}/readers/`)).toEqual([]);
   expect(keys(`${PREFIX}/${LOCKLESS_DB}/gate`)).toEqual([]);
 });
