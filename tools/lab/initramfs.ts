@@ -67,6 +67,9 @@ $B mount -t tmpfs tmpfs /host/tmp
 $B mount -t tmpfs tmpfs /host/run
 $B mount -t tmpfs tmpfs /host/var/lib/nfs
 $B mount -t tmpfs tmpfs /host/mnt
+ROOT=$(arg lab.root)
+$B mkdir -p /host$ROOT
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose proj /host$ROOT || { echo "lab-init: project mount failed"; $B poweroff -f; }
 $B mkdir -p /host$RUN
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none run /host$RUN || { echo "lab-init: run dir mount failed"; $B poweroff -f; }
 $B hostname "$VM"

@@ -10,6 +10,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { RunState } from './state';
 
+/** The checkout the lab runs from (build/tools/lab → the repository root). */
+const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
+
 export interface VmOptions {
   name: string;
   runDir: string;
@@ -54,9 +57,12 @@ export class Vm {
       '-accel', 'tcg', '-m', String(o.memoryMb), '-smp', '1', '-display', 'none', '-no-reboot', '-nodefaults',
       '-name', `sqlite-ha-lab-${o.name}`,
       '-kernel', o.kernel, '-initrd', o.initramfs,
-      '-append', `console=ttyS0 panic=-1 quiet lab.run=${o.runDir} lab.vm=${o.name}`,
+      '-append', `console=ttyS0 panic=-1 quiet lab.run=${o.runDir} lab.vm=${o.name} lab.root=${PROJECT_ROOT}`,
       '-virtfs', 'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
       '-virtfs', `local,path=${o.runDir},mount_tag=run,security_model=none,multidevs=remap`,
+      // The project again, on its own: the guest puts tmpfs on /tmp, /run and /mnt, which would
+      // hide a checkout that lives under one of them (CI clones anywhere).
+      '-virtfs', `local,path=${PROJECT_ROOT},mount_tag=proj,security_model=none,readonly=on,multidevs=remap`,
       '-netdev', netdev, '-device', 'virtio-net-pci,netdev=n0',
       '-serial', `file:${path.join(this.dir, 'console.log')}`, '-monitor', 'none',
     ];
