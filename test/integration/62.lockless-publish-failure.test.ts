@@ -25,6 +25,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-pubfail-'));
   const root = `${P}/${DB}`;
   const grants: string[][] = [
+    // Read on the whole database: a node's reader registration watches the range [commit, gate].
+    ['--prefix=true', 'read', `${root}/`],
     ['--prefix=true', 'readwrite', `${root}/lock/`],
     ['--prefix=true', 'readwrite', `${root}/readers/`],
     ['--prefix=true', 'readwrite', `${root}/history/`],
