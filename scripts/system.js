@@ -18,8 +18,22 @@ function onPath(cmd) {
 function present(p) {
   if (p.command) return onPath(p.command);
   if (p.path) return fs.existsSync(p.path);
-  if (p.glob) return fs.readdirSync(path.dirname(p.glob)).some((f) => new RegExp(`^${path.basename(p.glob).replace(/\*/g, '.*')}$`).test(f));
+  if (p.glob) return globMatches(p.glob);
   return false;
 }
 
-module.exports = { packages, missing: () => packages.filter((p) => !present(p)).map((p) => p.package) };
+// A glob's directory may not exist yet on a fresh machine (ganesha's plugin directory comes with
+// its package): that is "missing", not a crash.
+function globMatches(glob) {
+  let names;
+  try {
+    names = fs.readdirSync(path.dirname(glob));
+  } catch (err) {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return false;
+    throw err;
+  }
+  const pattern = new RegExp(`^${path.basename(glob).replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+  return names.some((f) => pattern.test(f));
+}
+
+module.exports = { packages, globMatches, missing: () => packages.filter((p) => !present(p)).map((p) => p.package) };
