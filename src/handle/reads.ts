@@ -15,6 +15,9 @@ import type { Consistency, LocalReads, StorageMode } from './modes/mode';
 export class Reads implements LocalReads {
   /** Depth of db.read() callbacks running now. */
   private depth = 0;
+  /** The read-only connection `tx` was prepared on. */
+  private txConn: Database.Database | null = null;
+  private tx: { begin: Database.Statement; commit: Database.Statement } | null = null;
 
   constructor(
     private readonly opts: ResolvedOptions,
@@ -42,61 +45,97 @@ export class Reads implements LocalReads {
     }
   }
 
-  /** db.read(): validates, then reads the way the storage mode needs. */
-  async read<T>(fn: (conn: Database.Database) => T, options: { consistency?: Consistency } = {}): Promise<T> {
-    if (typeof fn !== 'function') throw new TypeError('db.read(fn) expects a synchronous function');
-    const consistency = options.consistency ?? 'local';
-    if (consistency !== 'local' && consistency !== 'linearizable') {
-      throw new TypeError(`db.read: consistency must be 'local' or 'linearizable', got ${JSON.stringify(consistency)}`);
+  /**
+   * db.read(): validates, then reads the way the storage mode needs. Not async: a local read
+   * settles with one already-resolved promise instead of a chain of async frames (issue #11
+   * item 4); every failure still rejects, none throws to the caller.
+   */
+  read<T>(fn: (conn: Database.Database) => T, options: { consistency?: Consistency } = {}): Promise<T> {
+    try {
+      if (typeof fn !== 'function') throw new TypeError('db.read(fn) expects a synchronous function');
+      const consistency = options.consistency ?? 'local';
+      if (consistency !== 'local' && consistency !== 'linearizable') {
+        throw new TypeError(`db.read: consistency must be 'local' or 'linearizable', got ${JSON.stringify(consistency)}`);
+      }
+      this.conns.assertOpen();
+      return this.mode.read(fn, consistency, this);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    this.conns.assertOpen();
-    return this.mode.read(fn, consistency, this);
   }
 
-  /** The local read path (LocalReads). */
-  async readLocal<T>(fn: (conn: Database.Database) => T, consistency: Consistency): Promise<T> {
-    if (consistency === 'local') return this.recovering(() => this.readOnce(fn, 0).result);
+  /** The local read path (LocalReads); never throws, it rejects. */
+  readLocal<T>(fn: (conn: Database.Database) => T, consistency: Consistency): Promise<T> {
+    if (consistency !== 'local') return this.readLinearizable(fn);
+    try {
+      return Promise.resolve(this.readOnce(fn, 0) as T);
+    } catch (err) {
+      return this.recover(err, () => this.readOnce(fn, 0) as T);
+    }
+  }
+
+  private async readLinearizable<T>(fn: (conn: Database.Database) => T): Promise<T> {
     const record = await this.mode.coordinator.readCommit();
     const want = record?.txid ?? 0;
     const deadline = Date.now() + this.opts.acquireTimeoutMs;
     for (;;) {
       this.conns.assertOpen();
-      const r = await this.recovering(() => this.readOnce(fn, want));
-      if (r.fresh) return r.result as T;
+      const attempt = () => this.readOnce(fn, want);
+      let r: T | Stale;
+      try {
+        r = attempt();
+      } catch (err) {
+        r = await this.recover(err, attempt);
+      }
+      if (!(r instanceof Stale)) return r;
       if (Date.now() > deadline) throw new StaleViewError(r.txid, want, this.opts.acquireTimeoutMs);
       this.conns.reopenReadOnly();
       await sleep(20);
     }
   }
 
-  /** One read transaction; fn runs only if the view's txid reaches `want`. */
-  private readOnce<T>(fn: (conn: Database.Database) => T, want: number): { fresh: boolean; txid: number; result: T } {
+  /** One read transaction; fn runs only if the view's txid reaches `want`, else the view's txid. */
+  private readOnce<T>(fn: (conn: Database.Database) => T, want: number): T | Stale {
     // Always the read-only connection, also on the holder: a write slipped into a read callback
     // must fail, never commit unfenced. The file lock makes it see every commit (H4).
     this.conns.assertOpen();
     const conn = this.conns.ro;
     const own = conn.inTransaction;
-    const tx = readTransaction(conn);
+    const tx = this.readTransaction(conn);
     if (!own) tx.begin.run();
     try {
-      const txid = want > 0 ? readMeta(conn).txid : 0;
-      if (txid < want) return { fresh: false, txid, result: undefined as T };
+      if (want > 0) {
+        const txid = readMeta(conn).txid;
+        if (txid < want) return new Stale(txid);
+      }
+      // What run() does for a reading call, inlined: this is the hot path, and inside a read
+      // callback the sync-surface check does not apply (depth > 0).
       this.depth++;
       let result: T;
       try {
-        result = this.run(() => fn(conn));
+        result = fn(conn);
+      } catch (err) {
+        throw this.readError(err);
       } finally {
         this.depth--;
       }
       if (result && typeof (result as { then?: unknown }).then === 'function') {
         throw new TypeError('the read function returned a promise: it must be synchronous');
       }
-      return { fresh: true, txid, result };
+      return result;
     } finally {
       if (!own && conn.inTransaction) tx.commit.run();
     }
   }
 
+  /** BEGIN/COMMIT prepared once per read-only connection (a reopen makes a new one). */
+  private readTransaction(conn: Database.Database): { begin: Database.Statement; commit: Database.Statement } {
+    if (this.txConn !== conn || this.tx === null) {
+      this.tx = { begin: conn.prepare('BEGIN'), commit: conn.prepare('COMMIT') };
+      this.txConn = conn;
+    }
+    return this.tx;
+  }
   /** Runs a reading call; a hidden write on the read-only connection means "not the holder". */
   run<T>(fn: () => T): T {
     this.conns.assertOpen();
@@ -104,11 +143,16 @@ export class Reads implements LocalReads {
     try {
       return fn();
     } catch (err) {
-      const hot = this.hotJournalError(err);
-      if (hot !== err) throw hot;
-      if (!this.holder.holding && isReadonly(err)) throw new NotLeaseHolderError('this statement');
-      throw err;
+      throw this.readError(err);
     }
+  }
+
+  /** What a failed reading call throws: a hot journal's typed error, NotLeaseHolderError for a hidden write, or itself. */
+  private readError(err: unknown): unknown {
+    const hot = this.hotJournalError(err);
+    if (hot !== err) return hot;
+    if (!this.holder.holding && isReadonly(err)) return new NotLeaseHolderError('this statement');
+    return err;
   }
 
   /**
@@ -126,37 +170,26 @@ export class Reads implements LocalReads {
     );
   }
 
-  /** Runs one attempt of a read; after a hot journal, takes the lease (which recovers the file) and tries once more. */
-  private async recovering<T>(attempt: () => T): Promise<T> {
+  /** After a failed attempt: on a hot journal, takes the lease (which recovers the file) and tries once more. */
+  private async recover<T>(err: unknown, attempt: () => T): Promise<T> {
+    const hot = err instanceof RecoveryPendingError || (err as { code?: unknown }).code === 'SQLITE_READONLY_ROLLBACK';
+    if (!hot || this.holder.holding) throw err;
     try {
-      return attempt();
-    } catch (err) {
-      const hot = err instanceof RecoveryPendingError || (err as { code?: unknown }).code === 'SQLITE_READONLY_ROLLBACK';
-      if (!hot || this.holder.holding) throw err;
-      try {
-        await this.holder.take();
-      } catch (e) {
-        throw new RecoveryPendingError(
-          `no node could take the write lease to roll it back within ${this.opts.acquireTimeoutMs} ms (${(e as Error).message})`,
-          { cause: e },
-        );
-      }
-      this.conns.reopenReadOnly();
-      return attempt();
+      await this.holder.take();
+    } catch (e) {
+      throw new RecoveryPendingError(
+        `no node could take the write lease to roll it back within ${this.opts.acquireTimeoutMs} ms (${(e as Error).message})`,
+        { cause: e },
+      );
     }
+    this.conns.reopenReadOnly();
+    return attempt();
   }
 }
 
-const readTxByConn = new WeakMap<Database.Database, { begin: Database.Statement; commit: Database.Statement }>();
-
-/** BEGIN/COMMIT prepared once per read-only connection: read() is a hot path. */
-function readTransaction(conn: Database.Database): { begin: Database.Statement; commit: Database.Statement } {
-  let tx = readTxByConn.get(conn);
-  if (!tx) {
-    tx = { begin: conn.prepare('BEGIN'), commit: conn.prepare('COMMIT') };
-    readTxByConn.set(conn, tx);
-  }
-  return tx;
+/** A view older than a linearizable read asked for (allocated only then: the fresh path returns fn's result as is). */
+class Stale {
+  constructor(readonly txid: number) {}
 }
 
 function sleep(ms: number): Promise<void> {

@@ -4,7 +4,7 @@
  * db.write/db.read keep their work synchronous, consistency levels are named and checked (H4).
  */
 import Database from 'better-sqlite3';
-import { HADatabase, NotLeaseHolderError, OpenOptions, SqliteHaError } from '../../src';
+import { ClosedError, HADatabase, NotLeaseHolderError, OpenOptions, SqliteHaError } from '../../src';
 import { readMeta } from '../../src/storage/meta';
 import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
@@ -292,6 +292,40 @@ describe('db.read(fn, { consistency })', () => {
     const db = await seeded();
     await expect(db.read('SELECT 1' as any)).rejects.toThrow(TypeError);
     await expect(db.read(async () => 1)).rejects.toThrow(TypeError);
+    expect(db.inTransaction).toBe(false);
+  });
+
+  test('every failure is a rejection, never a synchronous throw, and leaves no transaction open', async () => {
+    const db = await seeded();
+    const calls: Array<() => Promise<unknown>> = [
+      () => db.read('SELECT 1' as any),
+      () => db.read(() => 1, { consistency: 'strong' as any }),
+      () => db.read(() => {
+        throw new Error('boom');
+      }),
+      () => db.read((c) => c.prepare('SELECT nope FROM t').get()),
+    ];
+    for (const call of calls) {
+      let p: Promise<unknown> | undefined;
+      expect(() => (p = call())).not.toThrow();
+      await expect(p).rejects.toThrow();
+      expect(db.inTransaction).toBe(false);
+    }
+    expect(await db.read((c) => c.prepare('SELECT count(*) FROM t').pluck().get())).toBe(2);
+    await db.close();
+    let closed: Promise<unknown> | undefined;
+    expect(() => (closed = db.read(() => 1))).not.toThrow();
+    await expect(closed).rejects.toBeInstanceOf(ClosedError);
+  });
+
+  test('a read inside a read joins its transaction and leaves it open for the outer callback', async () => {
+    const db = await seeded();
+    const seen = await db.read((c) => {
+      const inner = db.read((c2) => [c2 === c, c2.inTransaction]);
+      return { inner, stillOpen: c.inTransaction };
+    });
+    expect(await seen.inner).toEqual([true, true]);
+    expect(seen.stillOpen).toBe(true);
     expect(db.inTransaction).toBe(false);
   });
 

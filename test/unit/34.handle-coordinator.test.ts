@@ -127,6 +127,34 @@ describe('linearizable reads (H4)', () => {
     expect(await db.read((c) => c.prepare('SELECT count(*) FROM t').pluck().get(), { consistency: 'linearizable' })).toBe(1);
   });
 
+  test('a view behind the published commit catches up: the retry reopens the connection, and later reads run on the new one', async () => {
+    const { db, coord } = openScripted({ acquireTimeoutMs: 5000 });
+    await db.write((c) => c.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1)'));
+    await db.release();
+    const txid = storedMeta().txid;
+    coord.commit = { txid: txid + 1, fence: 1, node: 'n2', time: Date.now() };
+    const reopen = jest.spyOn(Connections.prototype, 'reopenReadOnly');
+    try {
+      const count = (c: Database.Database) => c.prepare('SELECT count(*) FROM t').pluck().get();
+      const read = db.read(count, { consistency: 'linearizable' });
+      await waitUntil(() => reopen.mock.calls.length > 0); // the first attempt saw txid - 1
+      // Another node's commit, as it lands in the file.
+      const other = new Database(tmp.file());
+      try {
+        other.pragma('journal_mode = TRUNCATE');
+        other.exec(`BEGIN IMMEDIATE; INSERT INTO t VALUES (2); UPDATE _sqlite_ha_meta SET txid = ${txid + 1}; COMMIT`);
+      } finally {
+        other.close();
+      }
+      expect(await read).toBe(2);
+      expect(reopen.mock.calls.length).toBeGreaterThan(0);
+      expect(await db.read(count)).toBe(2);
+      expect(await db.read(count, { consistency: 'linearizable' })).toBe(2);
+    } finally {
+      reopen.mockRestore();
+    }
+  });
+
   test('a view older than the published commit past the deadline: StaleViewError, fn never runs', async () => {
     const { db, coord } = openScripted({ acquireTimeoutMs: 200 });
     await db.write((c) => c.exec('CREATE TABLE t (x)'));
