@@ -10,7 +10,7 @@ import * as path from 'path';
 import { etcdOnPath } from '../../tools/cluster/etcd-process';
 import { parseArgs } from '../../tools/bench/main';
 import { rotated } from '../../tools/bench/env';
-import { figure, fmt, formatTable, ResultsDocument, verdictFor } from '../../tools/bench/report';
+import { figure, fmt, formatTable, ResultsDocument, runsFigure, verdictFor } from '../../tools/bench/report';
 import { iqr, median, minMax, pairDiffs, pairRatios, quantile, summarize } from '../../tools/bench/stats';
 
 describe('stats', () => {
@@ -47,6 +47,18 @@ describe('report', () => {
     expect(verdictFor(4, { op: '<=', value: 5 })).toBe('PASS');
     expect(verdictFor(NaN, { op: '<=', value: 5 })).toBe('MISS');
     expect(verdictFor(1, null)).toBe('INFO');
+  });
+
+  test('runsFigure: the median of per-run values with their min–max spread, the same figure as figure() given overRuns', () => {
+    const perRun = [0.8, 0.95, 0.9];
+    const f = runsFigure('reads', 'r.ratio', 'ratio', 'x', perRun, { target: { op: '>=', value: 0.9 }, note: 'n' });
+    expect(f).toEqual(figure({
+      bench: 'reads', id: 'r.ratio', label: 'ratio', unit: 'x', value: 0.9, spread: { kind: 'min-max', low: 0.8, high: 0.95 },
+      n: 3, samples: perRun, target: { op: '>=', value: 0.9 }, note: 'n',
+    }));
+    expect(f.verdict).toBe('PASS');
+    expect(runsFigure('reads', 'r.rate', 'rate', '/s', [5])).toMatchObject({ value: 5, spread: null, n: 1, target: null, verdict: 'INFO' });
+    expect(Object.keys(runsFigure('reads', 'r.rate', 'rate', '/s', [5]))).not.toContain('note');
   });
 
   test('the table shows value, spread, target and verdict', () => {

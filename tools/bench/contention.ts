@@ -15,8 +15,8 @@ import * as path from 'path';
 import { HandoverRecord, Keys, parseJson } from '../../src/coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, now, sleep } from './env';
 import { benchClient } from './etcd-rtt';
-import { Figure, figure } from './report';
-import { minMax, pairRatios, quantile, overRuns } from './stats';
+import { Figure, figure, runsFigure } from './report';
+import { minMax, pairRatios, quantile } from './stats';
 import type { Worker } from './workers';
 
 interface LoopResult {
@@ -129,23 +129,12 @@ export async function benchContention(ctx: BenchContext): Promise<Figure[]> {
     const p50 = quantile(allHandovers, 0.5);
     const p99 = quantile(allHandovers, 0.99);
     return [
-      figure({
-        bench: 'contention', id: 'contention.share', label: 'aggregate of 3 writers ÷ single writer', unit: '%',
-        ...overRuns(shares),
+      runsFigure('contention', 'contention.share', 'aggregate of 3 writers ÷ single writer', '%', shares, {
         target: { op: '>=', value: 50 },
       }),
-      figure({
-        bench: 'contention', id: 'contention.aggregate', label: '  3 writers, aggregate', unit: 'txn/s',
-        ...overRuns(aggregates),
-      }),
-      figure({
-        bench: 'contention', id: 'contention.single', label: '  1 writer process alone', unit: 'txn/s',
-        ...overRuns(singles),
-      }),
-      figure({
-        bench: 'contention', id: 'contention.handovers_per_s', label: '  hand-overs per second (3 writers)', unit: '/s',
-        ...overRuns(handoversPerSec),
-      }),
+      runsFigure('contention', 'contention.aggregate', '  3 writers, aggregate', 'txn/s', aggregates),
+      runsFigure('contention', 'contention.single', '  1 writer process alone', 'txn/s', singles),
+      runsFigure('contention', 'contention.handovers_per_s', '  hand-overs per second (3 writers)', '/s', handoversPerSec),
       figure({
         bench: 'contention', id: 'contention.handover.p50', label: 'hand-over p50 (release → next holder, history records)', unit: 'ms',
         value: p50, spread: minMax(handoverP50), n: allHandovers.length, samples: allHandovers,

@@ -15,8 +15,8 @@ import * as path from 'path';
 import { Keys } from '../../src/coordinator/etcd/keys';
 import { BenchContext, createDatabase, dbFile, openHa, openRaw, paired, PAYLOAD, SELECT, timedAsync, timedSync } from './env';
 import { benchClient, rangeRtt } from './etcd-rtt';
-import { Figure, figure } from './report';
-import { median, pairDiffs, pairRatios, overRuns } from './stats';
+import { Figure, runsFigure } from './report';
+import { median, pairDiffs, pairRatios } from './stats';
 
 const ROWS = 1000;
 
@@ -65,19 +65,11 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
       const { ratios, rawRates, haRates } = await paired(s.readRuns, s.readPairs, rawRun, variants[v]);
       ctx.log(`  ${labels[v]}: ratio ${median(ratios).toFixed(3)} (raw ${median(rawRates).toFixed(0)}/s, sqlite-ha ${median(haRates).toFixed(0)}/s)`);
       figures.push(
-        figure({
-          bench: 'reads', id: `reads.${v}.ratio`, label: `${labels[v]}: sqlite-ha ÷ raw`, unit: 'x',
-          ...overRuns(ratios),
+        runsFigure('reads', `reads.${v}.ratio`, `${labels[v]}: sqlite-ha ÷ raw`, 'x', ratios, {
           target: { op: '>=', value: 0.95 },
         }),
-        figure({
-          bench: 'reads', id: `reads.${v}.raw`, label: '  raw better-sqlite3 stmt.get()', unit: 'reads/s',
-          ...overRuns(rawRates),
-        }),
-        figure({
-          bench: 'reads', id: `reads.${v}.ha`, label: '  sqlite-ha', unit: 'reads/s',
-          ...overRuns(haRates),
-        }),
+        runsFigure('reads', `reads.${v}.raw`, '  raw better-sqlite3 stmt.get()', 'reads/s', rawRates),
+        runsFigure('reads', `reads.${v}.ha`, '  sqlite-ha', 'reads/s', haRates),
       );
     }
 
@@ -85,9 +77,7 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
       const { ratios, rawRates } = await paired(s.readRuns, s.readPairs, rawTxRun, variants.read);
       ctx.log(`  db.read vs raw transaction(fn).deferred(): ratio ${median(ratios).toFixed(3)}`);
       figures.push(
-        figure({
-          bench: 'reads', id: 'reads.read.vs_raw_txn', label: '  db.read ÷ raw transaction(fn).deferred() (same work)', unit: 'x',
-          ...overRuns(ratios),
+        runsFigure('reads', 'reads.read.vs_raw_txn', '  db.read ÷ raw transaction(fn).deferred() (same work)', 'x', ratios, {
           note: `raw transaction(fn).deferred(): ${Math.round(median(rawRates))} reads/s; no target, it splits the gap above`,
         }),
       );
@@ -116,17 +106,9 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
     const inRtt = pairRatios(added, rtt);
     ctx.log(`  linearizable read: +${median(added).toFixed(3)} ms = ${median(inRtt).toFixed(2)} etcd round trips`);
     figures.push(
-      figure({
-        bench: 'reads', id: 'reads.linearizable.latency', label: 'linearizable db.read latency (median per run)', unit: 'ms',
-        ...overRuns(lin),
-      }),
-      figure({
-        bench: 'reads', id: 'reads.linearizable.added', label: '  added over a local db.read', unit: 'ms',
-        ...overRuns(added),
-      }),
-      figure({
-        bench: 'reads', id: 'reads.linearizable.added_rtt', label: '  added, in etcd range round trips', unit: 'RTT',
-        ...overRuns(inRtt),
+      runsFigure('reads', 'reads.linearizable.latency', 'linearizable db.read latency (median per run)', 'ms', lin),
+      runsFigure('reads', 'reads.linearizable.added', '  added over a local db.read', 'ms', added),
+      runsFigure('reads', 'reads.linearizable.added_rtt', '  added, in etcd range round trips', 'RTT', inRtt, {
         note: `floor is 1 RTT (the commit record is read from etcd); this run's range RTT: ${median(rtt).toFixed(3)} ms`,
       }),
     );

@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Spread } from './stats';
+import { overRuns, type Spread } from './stats';
 
 export interface Target {
   op: '>=' | '<=';
@@ -33,17 +33,9 @@ export interface Figure {
   note?: string;
 }
 
-export interface FigureInput {
-  bench: string;
-  id: string;
-  label: string;
-  unit: string;
-  value: number;
-  spread: Spread | null;
-  n: number;
-  samples: number[];
+/** What a benchmark gives figure(): a Figure before its verdict, the target optional. */
+export interface FigureInput extends Omit<Figure, 'target' | 'verdict'> {
   target?: Target | null;
-  note?: string;
 }
 
 export function verdictFor(value: number, target: Target | null | undefined): Verdict {
@@ -58,6 +50,14 @@ export function figure(f: FigureInput): Figure {
     bench: f.bench, id: f.id, label: f.label, unit: f.unit, value: f.value, spread: f.spread, n: f.n,
     target, verdict: verdictFor(f.value, target), samples: f.samples, ...(f.note ? { note: f.note } : {}),
   };
+}
+
+/** A figure whose headline is the median of per-run values, with their min–max spread. */
+export function runsFigure(
+  bench: string, id: string, label: string, unit: string, perRun: readonly number[],
+  extra: { target?: Target; note?: string } = {},
+): Figure {
+  return figure({ bench, id, label, unit, ...overRuns(perRun), ...extra });
 }
 
 /** A readable number: 3 significant digits below 1000, whole numbers above. */
