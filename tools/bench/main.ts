@@ -5,7 +5,7 @@
  * tools/bench/results/<timestamp>.json.
  *
  *   --quick            short runs (the whole run stays under a minute)
- *   --only a,b         run only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover,
+ *   --only a,b         run only these benchmarks: etcd, lock, etcdcpu, writes, dqlite, reads, contention, failover,
  *                      graceful, scaling, sshfs (the lockless mode on its own sshfs export; needs
  *                      root, sshfs and sshd), serve (Hrana over HTTP through @libsql/client),
  *                      takeover (lockless unclean takeover by file size, on sshfs; not in the
@@ -26,6 +26,7 @@ import { EtcdCluster } from '../cluster/etcd-process';
 import { DEFAULTS } from '../../src/options';
 import { mountFor, parseMounts } from '../../src/storage/mounts';
 import { benchContention } from './contention';
+import { benchDqlite } from './dqlite';
 import { BenchContext, FULL, QUICK } from './env';
 import { benchEtcd } from './etcd-rtt';
 import { benchEtcdCpu } from './etcd-cpu';
@@ -48,6 +49,7 @@ export const BENCHMARKS: Record<string, (ctx: BenchContext) => Promise<Figure[]>
   lock: benchLock,
   etcdcpu: benchEtcdCpu,
   writes: benchWrites,
+  dqlite: benchDqlite,
   reads: benchReads,
   contention: benchContention,
   failover: benchFailover,
@@ -66,6 +68,7 @@ const OPT_IN = new Set(['takeover']);
 const USAGE = `usage: node build/tools/bench/main.js [options]   (or: npm run bench -- [options])
   --quick            short runs (the whole run stays under a minute)
   --only a,b         only these benchmarks: etcd, lock, etcdcpu, writes, reads, contention, failover, graceful, scaling,
+                     dqlite (sequential writes vs a 3-node dqlite-demo, when installed),
                      sshfs (lockless mode on a private sshfs export: needs root, sshfs, sshd),
                      lockless-nodes (lockless reads at 1, 2, 4 reader nodes, sshfs),
                      serve (sqlite-ha serve through @libsql/client over loopback), standby,

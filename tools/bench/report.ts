@@ -11,7 +11,8 @@ export interface Target {
   value: number;
 }
 
-export type Verdict = 'PASS' | 'MISS' | 'INFO';
+/** SKIP: the figure could not be measured here (a tool is missing); its value is NaN (null in the JSON). */
+export type Verdict = 'PASS' | 'MISS' | 'INFO' | 'SKIP';
 
 export interface Figure {
   /** Benchmark group: writes, reads, contention, failover, graceful, scaling, sshfs, etcd. */
@@ -60,6 +61,11 @@ export function runsFigure(
   return figure({ bench, id, label, unit, ...overRuns(perRun), ...extra });
 }
 
+/** A figure that was not measured: no number, the reason in its note, verdict SKIP. */
+export function skippedFigure(bench: string, id: string, label: string, unit: string, target: Target | null, reason: string): Figure {
+  return { ...figure({ bench, id, label, unit, value: NaN, spread: null, n: 0, samples: [], target, note: reason }), verdict: 'SKIP' };
+}
+
 /** A readable number: 3 significant digits below 1000, whole numbers above. */
 export function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
@@ -98,6 +104,7 @@ const BENCH_TITLES: Record<string, string> = {
   scaling: '6. read scaling: reader processes against one writer',
   sshfs: "7. lockless mode on sshfs (one export, two mounts): locks 'none' vs 'trusted' vs raw, same mount, one run",
   serve: '8. sqlite-ha serve through @libsql/client over loopback, vs raw better-sqlite3 and the in-process handle',
+  dqlite: '1b. sqlite-ha vs dqlite (Debian go-dqlite dqlite-demo, 3 nodes on loopback), sequential writes, pair by pair',
   standby: '9. standby copy: async and sync vs no standby vs raw (rotated rounds), async lag, promotion of a large database',
 };
 
@@ -107,7 +114,8 @@ export function formatTable(figures: readonly Figure[]): string {
   const lines: string[] = [];
   const groups = [...new Set(figures.map((f) => f.bench))];
   const rows = figures.map((f) => [
-    f.label, fmtUnit(f.value, f.unit), fmtSpread(f.spread), String(f.n), fmtTarget(f), f.verdict === 'INFO' ? '' : f.verdict,
+    f.label, f.verdict === 'SKIP' ? 'skipped' : fmtUnit(f.value, f.unit), fmtSpread(f.spread), String(f.n), fmtTarget(f),
+    f.verdict === 'INFO' ? '' : f.verdict,
   ]);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) =>
@@ -125,7 +133,11 @@ export function formatTable(figures: readonly Figure[]): string {
   const pass = figures.filter((f) => f.verdict === 'PASS').length;
   const miss = figures.filter((f) => f.verdict === 'MISS');
   lines.push('');
-  lines.push(`targets: ${pass} PASS, ${miss.length} MISS${miss.length ? ` (${miss.map((f) => f.id).join(', ')})` : ''}`);
+  const skip = figures.filter((f) => f.verdict === 'SKIP');
+  lines.push(
+    `targets: ${pass} PASS, ${miss.length} MISS${miss.length ? ` (${miss.map((f) => f.id).join(', ')})` : ''}` +
+      (skip.length ? `, ${skip.length} SKIP (${skip.map((f) => f.id).join(', ')})` : ''),
+  );
   lines.push('spread: min–max over runs unless marked IQR (interquartile range of the samples); n = runs or samples');
   return lines.join('\n');
 }
