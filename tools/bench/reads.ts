@@ -63,7 +63,7 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
     const rawTx = raw.transaction(() => rawSel.get(nextId()));
     const rawTxRun = () => timedSync(s.readSliceMs, () => void rawTx.deferred());
     for (const v of ['get', 'read'] as const) {
-      const { ratios, rawRates, haRates } = await paired(s.readRuns, s.readPairs, rawRun, variants[v]);
+      const { ratios, rawRates, haRates, rawCpuPerOp, haCpuPerOp } = await paired(s.readRuns, s.readPairs, rawRun, variants[v]);
       ctx.log(`  ${labels[v]}: ratio ${median(ratios).toFixed(3)} (raw ${median(rawRates).toFixed(0)}/s, sqlite-ha ${median(haRates).toFixed(0)}/s)`);
       figures.push(
         runsFigure('reads', `reads.${v}.ratio`, `${labels[v]}: sqlite-ha ÷ raw`, 'x', ratios, {
@@ -71,26 +71,32 @@ export async function benchReads(ctx: BenchContext): Promise<Figure[]> {
         }),
         runsFigure('reads', `reads.${v}.raw`, '  raw better-sqlite3 stmt.get()', 'reads/s', rawRates),
         runsFigure('reads', `reads.${v}.ha`, '  sqlite-ha', 'reads/s', haRates),
+        // CPU time moves less than wall time on a loaded machine (another process's turn is not ours).
+        runsFigure('reads', `reads.${v}.cpu_ratio`, '  by CPU per read: raw µs ÷ sqlite-ha µs', 'x', pairRatios(rawCpuPerOp, haCpuPerOp), {
+          note: `raw ${median(rawCpuPerOp).toFixed(2)} µs, sqlite-ha ${median(haCpuPerOp).toFixed(2)} µs of this process's CPU per read`,
+        }),
       );
     }
 
     {
-      const { ratios, rawRates } = await paired(s.readRuns, s.readPairs, rawTxRun, variants.read);
+      const { ratios, rawRates, rawCpuPerOp, haCpuPerOp } = await paired(s.readRuns, s.readPairs, rawTxRun, variants.read);
       ctx.log(`  db.read vs raw transaction(fn).deferred(): ratio ${median(ratios).toFixed(3)}`);
       figures.push(
         runsFigure('reads', 'reads.read.vs_raw_txn', '  db.read ÷ raw transaction(fn).deferred() (same work)', 'x', ratios, {
-          note: `raw transaction(fn).deferred(): ${Math.round(median(rawRates))} reads/s; no target, it splits the gap above`,
+          note: `raw transaction(fn).deferred(): ${Math.round(median(rawRates))} reads/s; by CPU per read ` +
+            `${median(pairRatios(rawCpuPerOp, haCpuPerOp)).toFixed(2)}; no target, it splits the gap above`,
         }),
       );
     }
 
     {
       // The ceiling for any read in one read transaction: raw better-sqlite3's own BEGIN/get/COMMIT.
-      const { ratios } = await paired(s.readRuns, s.readPairs, rawRun, rawTxRun);
+      const { ratios, rawCpuPerOp, haCpuPerOp } = await paired(s.readRuns, s.readPairs, rawRun, rawTxRun);
       ctx.log(`  raw transaction(fn).deferred() vs raw get(): ratio ${median(ratios).toFixed(3)}`);
       figures.push(
         runsFigure('reads', 'reads.read.ceiling', '  raw transaction(fn).deferred() ÷ raw get(): the read transaction\'s own cost', 'x', ratios, {
-          note: 'no target: the most db.read ÷ raw get() can reach while each read is one read transaction',
+          note: `by CPU per read ${median(pairRatios(rawCpuPerOp, haCpuPerOp)).toFixed(2)}; ` +
+            'no target: the most db.read ÷ raw get() can reach while each read is one read transaction',
         }),
       );
     }
