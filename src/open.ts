@@ -49,20 +49,22 @@ async function checkAgainstRecord(
   opts: ResolvedOptions, locks: LocksInUse, mount: MountSummary, coordinator: Coordinator,
 ): Promise<void> {
   if (coordinator.kind !== 'etcd') return;
-  const exists = fs.existsSync(opts.path);
   let identity: RecordedIdentity | null;
   let commit: CommitRecord | null;
   try {
     [identity, commit] = await Promise.all([coordinator.readIdentity(), coordinator.readCommit()]);
   } catch (err) {
     // etcd unreachable: an existing file still serves local reads; the holder checks before writing.
-    if (exists) return;
+    if (fs.existsSync(opts.path)) return;
     throw new CoordinatorUnavailableError(
       `${opts.path} does not exist and etcd could not be asked whether database '${opts.name}' exists elsewhere ` +
         `(it is not created blindly: is the filesystem mounted?): ${(err as Error).message}`, { cause: err },
     );
   }
   const commits = commit?.txid ?? 0;
+  // Looked at only now, after the record: a node that records a database created its file first
+  // (in open()), so a file created while our read was on its way is seen here, not refused.
+  const exists = fs.existsSync(opts.path);
   // First the missing file: an unmounted mount point is usually on another filesystem too.
   if (!exists && (identity !== null || commits > 0)) {
     const which = identity ? `database ${identity.id} (opened as ${identity.path} by ${identity.node})` : 'a database';
