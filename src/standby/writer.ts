@@ -395,20 +395,30 @@ export class StandbyWriter extends EventEmitter implements CommitObserver {
       } finally {
         fs.closeSync(fd);
       }
-      this.stats.snapshots++;
-      this.checksums = checksums;
-      this.pageSize = pageSize;
-      this.pos = this.durable = pos;
-      this.needSnapshot = false;
-      this.caughtUp();
-      this.emit('snapshot', pos);
-      this.scheduleApply();
+      this.snapshotWritten(pos, checksums, pageSize);
     } catch (err) {
-      const e = err instanceof StandbyWriteError ? err : new StandbyWriteError(this.settings.dir, err);
-      this.needSnapshot = true;
-      this.fail(e);
-      throw e;
+      throw this.snapshotFailed(err);
     }
+  }
+
+  /** The snapshot is the chain's new head: its hashes and position are the writer's. */
+  private snapshotWritten(pos: Position, checksums: DbChecksum, pageSize: number): void {
+    this.stats.snapshots++;
+    this.checksums = checksums;
+    this.pageSize = pageSize;
+    this.pos = this.durable = pos;
+    this.needSnapshot = false;
+    this.caughtUp();
+    this.emit('snapshot', pos);
+    this.scheduleApply();
+  }
+
+  /** A failed snapshot is still owed: the standby has no usable head until one is written. */
+  private snapshotFailed(err: unknown): StandbyWriteError {
+    const e = err instanceof StandbyWriteError ? err : new StandbyWriteError(this.settings.dir, err);
+    this.needSnapshot = true;
+    this.fail(e);
+    return e;
   }
 
   /** Per-page hashes of the file, when the chain's newest checksum agrees with them. */
@@ -456,19 +466,9 @@ export class StandbyWriter extends EventEmitter implements CommitObserver {
         await fh.close();
       }
       this.stats.bytes += dbPages * (pageSize + 4);
-      this.stats.snapshots++;
-      this.checksums = checksums;
-      this.pageSize = pageSize;
-      this.pos = this.durable = pos;
-      this.needSnapshot = false;
-      this.caughtUp();
-      this.emit('snapshot', pos);
-      this.scheduleApply();
+      this.snapshotWritten(pos, checksums, pageSize);
     } catch (err) {
-      const e = err instanceof StandbyWriteError ? err : new StandbyWriteError(this.settings.dir, err);
-      this.needSnapshot = true;
-      this.fail(e);
-      throw e;
+      throw this.snapshotFailed(err);
     }
   }
 
