@@ -35,28 +35,9 @@ export function writeFileDurable(file: string, write: (fd: number) => void): voi
 
 /** The asynchronous twin of writeFileDurable for an in-memory buffer (off the commit path). */
 export async function writeBufferDurableAsync(file: string, data: Buffer): Promise<void> {
-  const tmp = tmpName(file);
-  try {
-    const fh = await fs.promises.open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
-  } catch (err) {
-    await fs.promises.rm(tmp, { force: true });
-    throw err;
-  }
-  const dir = await fs.promises.open(path.dirname(file), 'r');
-  try {
-    await dir.sync().catch((err) => {
-      if (!isDirFsyncRefusal(err)) throw err;
-    });
-  } finally {
-    await dir.close();
-  }
+  await writeFileDurableAsync(file, async (fh) => {
+    await fh.writeFile(data);
+  });
 }
 
 /** The asynchronous twin of writeFileDurable: `write` streams into the handle (large snapshots). */
@@ -75,7 +56,19 @@ export async function writeFileDurableAsync(file: string, write: (fh: fs.promise
     await fs.promises.rm(tmp, { force: true });
     throw err;
   }
-  fsyncPath(path.dirname(file));
+  await fsyncPathAsync(path.dirname(file));
+}
+
+/** fsyncPath off the event loop. */
+async function fsyncPathAsync(p: string): Promise<void> {
+  const fh = await fs.promises.open(p, 'r');
+  try {
+    await fh.sync().catch((err) => {
+      if (!isDirFsyncRefusal(err)) throw err;
+    });
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Writes a small JSON file durably. */
