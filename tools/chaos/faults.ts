@@ -56,7 +56,7 @@ export interface PlannedFault {
   delayMs: number;
   /** kill-mid-commit: kill after bulk-begin (body) or after bulk-end (COMMIT under way). */
   phase: 'body' | 'commit';
-  /** etcd-pause-member: the leader, or a follower. */
+  /** etcd-pause-member, etcd-restart-tls: the leader, or a follower. */
   leader: boolean;
   /** Picks a node or member when the target is not "the holder"/"the leader", or none exists. */
   roll: number;
@@ -332,13 +332,7 @@ export class FaultRunner {
           break;
         }
         case 'etcd-restart-tls': {
-          const leader = await this.findLeader();
-          let m: number;
-          if (f.leader && leader !== null) m = leader;
-          else {
-            const others = etcd.cluster.members.map((_, i) => i).filter((i) => i !== leader);
-            m = others[Math.min(others.length - 1, Math.floor(f.roll * others.length))];
-          }
+          const { member: m, leader } = await this.pickMember(f);
           rec.target = `etcd ${etcd.cluster.members[m].name}`;
           const before = await etcd.presentedSerial(m);
           rec.injectAt = Date.now();
@@ -356,13 +350,7 @@ export class FaultRunner {
           break;
         }
         case 'etcd-pause-member': {
-          const leader = await this.findLeader();
-          let m: number;
-          if (f.leader && leader !== null) m = leader;
-          else {
-            const others = etcd.cluster.members.map((_, i) => i).filter((i) => i !== leader);
-            m = others[Math.min(others.length - 1, Math.floor(f.roll * others.length))];
-          }
+          const { member: m, leader } = await this.pickMember(f);
           rec.target = `etcd ${etcd.cluster.members[m].name}`;
           rec.injectAt = Date.now();
           this.pausedMembers.add(m);
@@ -445,6 +433,14 @@ export class FaultRunner {
       rec.healAt = Date.now();
     }
     return rec;
+  }
+
+  /** The leader when the fault asks for it and there is one, else another member by the roll. */
+  private async pickMember(f: PlannedFault): Promise<{ member: number; leader: number | null }> {
+    const leader = await this.findLeader();
+    if (f.leader && leader !== null) return { member: leader, leader };
+    const others = this.ctx.etcd.cluster.members.map((_, i) => i).filter((i) => i !== leader);
+    return { member: others[Math.min(others.length - 1, Math.floor(f.roll * others.length))], leader };
   }
 
   private async findLeader(): Promise<number | null> {
