@@ -5,8 +5,8 @@
  */
 import Database from 'better-sqlite3';
 import { ClosedError, HADatabase, NotLeaseHolderError, OpenOptions, SqliteHaError } from '../../src';
-import { readMeta } from '../../src/storage/meta';
-import { openHA } from '../helpers/handle';
+import { thrown } from '../helpers/errors';
+import { openHA, storedMeta as metaOf } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
@@ -21,6 +21,8 @@ async function seeded(extra: Partial<OpenOptions> = {}): Promise<HADatabase> {
   return db;
 }
 
+const storedMeta = () => metaOf(tmp.file('ha.db'));
+
 /** What another process would see: a plain read-only better-sqlite3 connection. */
 function peek<T>(sql: string, ...params: unknown[]): T {
   const c = new Database(tmp.file('ha.db'), { readonly: true });
@@ -31,22 +33,8 @@ function peek<T>(sql: string, ...params: unknown[]): T {
   }
 }
 
-function storedMeta(): { fence: number; txid: number } {
-  const c = new Database(tmp.file('ha.db'), { readonly: true });
-  try {
-    return readMeta(c);
-  } finally {
-    c.close();
-  }
-}
-
 function notHolder(fn: () => unknown): NotLeaseHolderError {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = thrown(fn);
   expect(caught).toBeInstanceOf(NotLeaseHolderError);
   expect(caught).toBeInstanceOf(SqliteHaError);
   expect((caught as NotLeaseHolderError).code).toBe('SQLITE_HA_NOT_LEASE_HOLDER');

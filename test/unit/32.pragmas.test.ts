@@ -7,18 +7,14 @@
 import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import { HADatabase, NotLeaseHolderError, UnsafeStorageError } from '../../src';
+import { thrown } from '../helpers/errors';
 import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
 
 function unsafe(fn: () => unknown): UnsafeStorageError {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = thrown(fn);
   expect(caught).toBeInstanceOf(UnsafeStorageError);
   expect((caught as UnsafeStorageError).code).toBe('SQLITE_HA_UNSAFE_STORAGE');
   return caught as UnsafeStorageError;
@@ -114,12 +110,7 @@ describe('pinned pragmas (H1)', () => {
     const db = await openHA(tmp);
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
-    let caught: unknown = null;
-    try {
-      db.pragma(source);
-    } catch (err) {
-      caught = err;
-    }
+    const caught = thrown(() => db.pragma(source));
     const after = pinned(db);
     const wal = walHeader();
     expect({ after, wal, refused: caught instanceof UnsafeStorageError }).toEqual({
@@ -136,12 +127,7 @@ describe('pinned pragmas (H1)', () => {
   ])('disguised prepare(%p).run() is refused and changes nothing', async (sql) => {
     const db = await openHA(tmp);
     await db.acquire();
-    let caught: unknown = null;
-    try {
-      db.prepare(sql).run();
-    } catch (err) {
-      caught = err;
-    }
+    const caught = thrown(() => db.prepare(sql).run());
     expect({ after: pinned(db), refused: caught instanceof UnsafeStorageError }).toEqual({
       after: ['truncate', 2, 'normal'], refused: true,
     });

@@ -3,31 +3,18 @@
  * src/coordinator/lockfile/coordinator.ts): events, fence tokens that only grow across handles
  * (docs/HAZARDS.md H5, H7), idle release, close() handing over, and use after close.
  */
-import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import { AcquireTimeoutError, ClosedError } from '../../src';
-import { readMeta } from '../../src/storage/meta';
-import { openHA } from '../helpers/handle';
+import { thrown } from '../helpers/errors';
+import { openHA, storedMeta as metaOf } from '../helpers/handle';
 import { useTmpDir, waitUntil } from '../helpers/tmp';
 
 const tmp = useTmpDir();
 
-function storedMeta(): { fence: number; txid: number } {
-  const c = new Database(tmp.file(), { readonly: true });
-  try {
-    return readMeta(c);
-  } finally {
-    c.close();
-  }
-}
+const storedMeta = () => metaOf(tmp.file());
 
 function closedError(fn: () => unknown): void {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = thrown(fn);
   expect(caught).toBeInstanceOf(ClosedError);
   expect((caught as ClosedError).code).toBe('SQLITE_HA_CLOSED');
 }

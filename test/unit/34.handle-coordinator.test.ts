@@ -6,14 +6,13 @@
  */
 import { monotonicNow } from '../../src/clock';
 import Database from 'better-sqlite3';
-import type { CommitRecord } from '../../src/coordinator/types';
 import { Connections } from '../../src/handle/connections';
 import { HADatabase } from '../../src/handle/database';
 import { FencedError, LeaseLostError, NotLeaseHolderError, StaleViewError } from '../../src/errors';
 import { resolveOptions } from '../../src/options';
 import { prepareFile } from '../../src/storage/connection';
-import { readMeta } from '../../src/storage/meta';
 import { FencedTransactions } from '../../src/txn/fenced';
+import { storedMeta as metaOf } from '../helpers/handle';
 import { holdWriteLock } from '../helpers/lock-holder';
 import { ScriptedCoordinator, ScriptedLease } from '../helpers/scripted-coordinator';
 import { useTmpDir, waitUntil } from '../helpers/tmp';
@@ -31,14 +30,7 @@ function openScripted(options: Record<string, unknown> = {}): { db: HADatabase; 
   return { db, coord };
 }
 
-function storedMeta(): { fence: number; txid: number } {
-  const c = new Database(tmp.file(), { readonly: true });
-  try {
-    return readMeta(c);
-  } finally {
-    c.close();
-  }
-}
+const storedMeta = () => metaOf(tmp.file());
 
 /** Raises the stored fence the way a newer holder's first transaction would. */
 function newerHolderTakesOver(fence: number): void {

@@ -5,25 +5,16 @@
  * connection; inside db.write(fn) a COMMIT never runs, so a retrying caller cannot write twice.
  */
 import Database from 'better-sqlite3';
-import { HADatabase, open, UnsafeStorageError } from '../../src';
+import { UnsafeStorageError } from '../../src';
 import { classifyStatement, splitStatements } from '../../src/storage/sql-guard';
+import { thrown } from '../helpers/errors';
+import { openHA } from '../helpers/handle';
 import { useTmpDir } from '../helpers/tmp';
 
 const tmp = useTmpDir();
 
-async function openHA(): Promise<HADatabase> {
-  const db = await open(tmp.file(), { coordinator: { kind: 'lockfile' }, acquireTimeoutMs: 3000, locks: 'trusted' });
-  tmp.defer(() => db.close());
-  return db;
-}
-
 function refused(fn: () => unknown): UnsafeStorageError {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = thrown(fn);
   expect(caught).toBeInstanceOf(UnsafeStorageError);
   return caught as UnsafeStorageError;
 }
@@ -54,7 +45,7 @@ const DISGUISED = [
 
 describe('exec() on the holder (read-write connection)', () => {
   test.each(DISGUISED)('%p is refused and nothing changes', async (sql) => {
-    const db = await openHA();
+    const db = await openHA(tmp, { locks: 'trusted' });
     await db.acquire();
     db.exec('CREATE TABLE t (x)');
     refused(() => db.exec(sql));
@@ -68,7 +59,7 @@ describe('exec() on the holder (read-write connection)', () => {
 
 describe('exec() without the lease (read-only connection)', () => {
   test.each(DISGUISED)('%p is refused; the read-only connection stays in normal locking', async (sql) => {
-    const db = await openHA();
+    const db = await openHA(tmp, { locks: 'trusted' });
     await db.write((c) => c.exec('CREATE TABLE t (x)'));
     await db.release();
     refused(() => db.exec(sql));
@@ -89,7 +80,7 @@ describe('transaction control inside db.write(fn) is refused before it runs', ()
     ['close()', (c: Database.Database) => c.close()],
     ['a pinned pragma', (c: Database.Database) => c.pragma('locking_mode = EXCLUSIVE')],
   ])('%s: the write rejects and nothing of it is committed, also on retry', async (_label, act) => {
-    const db = await openHA();
+    const db = await openHA(tmp, { locks: 'trusted' });
     await db.write((c) => c.exec('CREATE TABLE t (x)'));
     const txid = () => db.prepare('SELECT txid FROM _sqlite_ha_meta').pluck().get() as number;
     const before = txid();
@@ -107,7 +98,7 @@ describe('transaction control inside db.write(fn) is refused before it runs', ()
   });
 
   test('savepoints, nested transaction(), triggers and literals holding ; and COMMIT still work', async () => {
-    const db = await openHA();
+    const db = await openHA(tmp, { locks: 'trusted' });
     await db.write((c) => {
       c.exec(`CREATE TABLE t (x); CREATE TABLE log (y);
         CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.x); SELECT CASE WHEN 1 THEN 1 END; END;
