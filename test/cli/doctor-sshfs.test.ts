@@ -6,21 +6,15 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { SshfsExport } from '../../tools/cluster/sshfs';
+import { useSshfs } from '../helpers/sshfs';
 import { runCli } from './helpers';
 
 interface Report { ok: boolean; findings: { check: string; verdict: string; summary: string; advice: string | null; data?: Record<string, unknown> }[] }
 
-let fsx: SshfsExport;
-beforeAll(async () => {
-  fsx = await SshfsExport.start({ mounts: 1 });
-}, 60000);
-afterAll(async () => {
-  await fsx?.stop();
-});
+const sshfs = useSshfs(1);
 
 test('doctor on sshfs: fuse.sshfs, cross-host locks not trusted, lockless mode advised', async () => {
-  const r = await runCli(['doctor', '--json', path.join(fsx.mounts[0], 'app.db')]);
+  const r = await runCli(['doctor', '--json', path.join(sshfs().mounts[0], 'app.db')]);
   const rep = JSON.parse(r.stdout) as Report;
   const locks = rep.findings.find((f) => f.check === 'locks')!;
   const filesystem = rep.findings.find((f) => f.check === 'filesystem')!;

@@ -77,3 +77,17 @@ export class NodeProcess {
     await this.exited;
   }
 }
+
+/**
+ * The list a test file pushes its node processes to: each is killed after its test (and any
+ * left by a beforeAll at the end). Call it before useSshfs, so the processes go before the mounts.
+ */
+export function useNodeProcesses(): NodeProcess[] {
+  const procs: NodeProcess[] = [];
+  const killAll = async () => {
+    await Promise.all(procs.splice(0).map((p) => p.kill()));
+  };
+  afterEach(killAll);
+  afterAll(killAll);
+  return procs;
+}

@@ -6,30 +6,19 @@
  */
 import Database from 'better-sqlite3';
 import * as path from 'path';
-import { SshfsExport } from '../../tools/cluster/sshfs';
 import { lockVerdictFor } from '../../src/storage/mounts';
 import { useEtcd } from '../helpers/etcd';
-import { NodeEvent, NodeProcess } from '../helpers/processes';
+import { NodeEvent, NodeProcess, useNodeProcesses } from '../helpers/processes';
+import { useSshfs } from '../helpers/sshfs';
 
 const etcd = useEtcd();
-let fsx: SshfsExport;
-const procs: NodeProcess[] = [];
+const procs = useNodeProcesses();
+const sshfs = useSshfs(2);
 let run = 0;
-
-beforeAll(async () => {
-  fsx = await SshfsExport.start({ mounts: 2 });
-}, 60000);
-afterAll(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-  await fsx?.stop();
-});
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-});
 
 function bank(mount: number, file: string, cfg: Record<string, unknown>): NodeProcess {
   const p = new NodeProcess(
-    { db: path.join(fsx.mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/lockless-${run}`, ...cfg },
+    { db: path.join(sshfs().mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/lockless-${run}`, ...cfg },
     'bank-node.js',
   );
   procs.push(p);
@@ -69,7 +58,7 @@ async function bankRun(locks: 'none' | 'trusted', durationMs: number, holdMs = 3
   // Freshness: a read must include every transfer acknowledged before it began.
   const stale = reads.filter((r) => acks.some((a) => a.at < r.start && a.txid > r.txid));
   // Lost writes and final integrity, read on the server's own disk (the export).
-  const db = new Database(path.join(fsx.exportDir, file), { readonly: true });
+  const db = new Database(path.join(sshfs().exportDir, file), { readonly: true });
   let lost: string[] = [];
   let integrity = 'unreadable';
   try {
@@ -85,7 +74,7 @@ async function bankRun(locks: 'none' | 'trusted', durationMs: number, holdMs = 3
 }
 
 test('open() picks the lockless mode on sshfs by itself', () => {
-  expect(lockVerdictFor(path.join(fsx.mounts[0], 'x.db')).trusted).toBe(false);
+  expect(lockVerdictFor(path.join(sshfs().mounts[0], 'x.db')).trusted).toBe(false);
 });
 
 test("bank transfers in the lockless mode: constant total, zero torn or stale reads, nothing lost", async () => {
@@ -166,7 +155,7 @@ test('a writer SIGSTOPped mid-commit past its lease, then resumed: the final sta
   // (SQLite's I/O is synchronous: a slow COMMIT over sshfs holds the event loop, keep-alives too).
   const node = (mount: number, nodeId: string, count: number, ttlMs: number) => {
     const p = new NodeProcess({
-      db: path.join(fsx.mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/lockless-${run}`,
+      db: path.join(sshfs().mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/lockless-${run}`,
       nodeId, mode: 'sweep', rows: 3000, count, ttlMs, marginMs: 500, acquireTimeoutMs: 40000,
     });
     procs.push(p);
@@ -188,7 +177,7 @@ test('a writer SIGSTOPped mid-commit past its lease, then resumed: the final sta
   // a cannot know whether its paused commit counts: never acknowledged as done.
   expect(aSecond.ev).toBe('err');
   expect(['SQLITE_HA_COMMIT_OUTCOME_UNKNOWN', 'SQLITE_HA_LEASE_LOST', 'SQLITE_HA_FENCED']).toContain(aSecond.code);
-  const db = new Database(path.join(fsx.exportDir, file), { readonly: true });
+  const db = new Database(path.join(sshfs().exportDir, file), { readonly: true });
   try {
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     // Serial: every row carries the value of b's last transaction, which came after a's.

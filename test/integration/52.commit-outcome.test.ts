@@ -7,20 +7,15 @@
 import { spawn, spawnSync } from 'child_process';
 import * as path from 'path';
 import { CommitOutcomeUnknownError, HADatabase, open } from '../../src';
-import { SshfsExport } from '../../tools/cluster/sshfs';
 import { useEtcd } from '../helpers/etcd';
+import { useSshfs } from '../helpers/sshfs';
 
 const etcd = useEtcd();
-let fsx: SshfsExport;
 let db: HADatabase | null = null;
-
-beforeAll(async () => {
-  fsx = await SshfsExport.start({ mounts: 1 });
-}, 60000);
 afterAll(async () => {
   await db?.close().catch(() => undefined);
-  await fsx?.stop();
 });
+const sshfs = useSshfs(1);
 
 function spin(ms: number): void {
   const until = Date.now() + ms;
@@ -31,7 +26,7 @@ function spin(ms: number): void {
 
 test('COMMIT failing with an I/O error: CommitOutcomeUnknownError, lease dropped, no retry', async () => {
   const prefix = '/outcome';
-  db = await open(path.join(fsx.mounts[0], 'o.db'), {
+  db = await open(path.join(sshfs().mounts[0], 'o.db'), {
     coordinator: { kind: 'etcd', endpoints: etcd.cluster().endpoints, prefix },
     locks: 'trusted', // one writer only: this test is about the COMMIT, not about readers
     leaseTtlMs: 5000,
@@ -40,7 +35,7 @@ test('COMMIT failing with an I/O error: CommitOutcomeUnknownError, lease dropped
   await db.write((c) => c.exec('CREATE TABLE t (x BLOB)'));
   const lost: Error[] = [];
   db.lease.on('lost', (e: Error) => lost.push(e));
-  const sshfsPid = spawnSync('pgrep', ['-f', `sshfs.*${fsx.mounts[0]}`], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+  const sshfsPid = spawnSync('pgrep', ['-f', `sshfs.*${sshfs().mounts[0]}`], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
   expect(Number(sshfsPid)).toBeGreaterThan(0);
   let calls = 0;
   const err = await db

@@ -8,28 +8,22 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { open, UnsafeStorageError } from '../../src';
-import { SshfsExport } from '../../tools/cluster/sshfs';
 import { useEtcd } from '../helpers/etcd';
+import { useSshfs } from '../helpers/sshfs';
 
 const etcd = useEtcd();
-let exp: SshfsExport | null = null;
+const sshfs = useSshfs(1);
 let local: string;
 
-beforeAll(async () => {
-  if (!SshfsExport.available()) {
-    throw new Error('sshfs harness needs sshfs, /usr/sbin/sshd, ssh-keygen and /dev/fuse (apt-get install sshfs openssh-server)');
-  }
-  exp = await SshfsExport.start({ mounts: 1 });
+beforeAll(() => {
   local = fs.mkdtempSync(path.join(os.tmpdir(), 'sqlite-ha-link-'));
-}, 30000);
-
-afterAll(async () => {
-  await exp?.stop();
+});
+afterAll(() => {
   if (local) fs.rmSync(local, { recursive: true, force: true });
 });
 
 test('lockfile coordinator: a symlink into sshfs is refused as the sshfs file it is', async () => {
-  const target = path.join(exp!.mounts[0], 'refused.db');
+  const target = path.join(sshfs().mounts[0], 'refused.db');
   fs.symlinkSync(target, path.join(local, 'refused.db'));
   const err = await open(path.join(local, 'refused.db'), { coordinator: { kind: 'lockfile' } }).then(() => null, (e: Error) => e);
   expect(err).toBeInstanceOf(UnsafeStorageError);
@@ -38,7 +32,7 @@ test('lockfile coordinator: a symlink into sshfs is refused as the sshfs file it
 });
 
 test("etcd coordinator, locks 'auto': the lockless mode on the target; the symlink stays a symlink", async () => {
-  const target = path.join(exp!.mounts[0], 'app.db');
+  const target = path.join(sshfs().mounts[0], 'app.db');
   const link = path.join(local, 'app.db');
   fs.symlinkSync(target, link);
   const db = await open(link, {

@@ -8,30 +8,19 @@
 import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import * as path from 'path';
-import { SshfsExport } from '../../tools/cluster/sshfs';
 import { useEtcd } from '../helpers/etcd';
-import { NodeProcess } from '../helpers/processes';
+import { NodeProcess, useNodeProcesses } from '../helpers/processes';
+import { useSshfs } from '../helpers/sshfs';
 
 const etcd = useEtcd();
-let fsx: SshfsExport;
-const procs: NodeProcess[] = [];
+const procs = useNodeProcesses();
+const sshfs = useSshfs(2);
 let run = 0;
 const MB = 1024 * 1024;
 
-beforeAll(async () => {
-  fsx = await SshfsExport.start({ mounts: 2 });
-}, 60000);
-afterAll(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-  await fsx?.stop();
-});
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-});
-
 /** A real SQLite database of about `mb` MB, written on the server's disk (fast), zero pages. */
 function bigDatabase(file: string, mb: number): void {
-  const db = new Database(path.join(fsx.exportDir, file));
+  const db = new Database(path.join(sshfs().exportDir, file));
   try {
     db.pragma('journal_mode = TRUNCATE');
     db.pragma('synchronous = OFF');
@@ -45,7 +34,7 @@ function bigDatabase(file: string, mb: number): void {
 
 function node(file: string, mount: number, nodeId: string, cfg: Record<string, unknown>): NodeProcess {
   const p = new NodeProcess({
-    db: path.join(fsx.mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/large-${run}`,
+    db: path.join(sshfs().mounts[mount], file), endpoints: etcd.cluster().endpoints, prefix: `/large-${run}`,
     nodeId, mode: 'counter', ttlMs: 5000, marginMs: 1000, acquireTimeoutMs: 180000, busyTimeoutMs: 10000, ...cfg,
   });
   procs.push(p);
@@ -53,7 +42,7 @@ function node(file: string, mount: number, nodeId: string, cfg: Record<string, u
 }
 
 function fileMeta(file: string): { fence: number; epoch: number; txid: number; n: number } {
-  const db = new Database(path.join(fsx.exportDir, file), { readonly: true });
+  const db = new Database(path.join(sshfs().exportDir, file), { readonly: true });
   try {
     const meta = db.prepare('SELECT fence, epoch, txid FROM _sqlite_ha_meta').get() as { fence: number; epoch: number; txid: number };
     const n = db.prepare('SELECT n FROM counter WHERE id = 1').pluck().get() as number;
@@ -71,7 +60,7 @@ test('a 1 GB database with TTL 5 s is taken over after an unclean hand-over', as
   run++;
   const file = `big-${run}.db`;
   bigDatabase(file, 1024);
-  expect(fs.statSync(path.join(fsx.exportDir, file)).size).toBeGreaterThan(1000 * MB);
+  expect(fs.statSync(path.join(sshfs().exportDir, file)).size).toBeGreaterThan(1000 * MB);
   // a holds the lease and writes; it is killed while holding (no release: an unclean hand-over).
   const a = node(file, 0, 'a', { count: 1000, pin: true, intervalMs: 100 });
   await a.waitFor((e) => e.ev === 'ack' && e.seq === 2, 120000);
@@ -88,8 +77,8 @@ test('a 1 GB database with TTL 5 s is taken over after an unclean hand-over', as
   const meta = fileMeta(file);
   expect(meta).toMatchObject({ epoch: bFence, fence: bFence, n: aAcked + 2 });
   expect(published(file)).toMatchObject({ txid: meta.txid, epoch: bFence });
-  expect(fs.readdirSync(fsx.exportDir).filter((n) => n.startsWith(`${file}.sqlite-ha-epoch-`) && n.endsWith('.tmp') &&
-    fs.statSync(path.join(fsx.exportDir, n)).isFile())).toEqual([]);
+  expect(fs.readdirSync(sshfs().exportDir).filter((n) => n.startsWith(`${file}.sqlite-ha-epoch-`) && n.endsWith('.tmp') &&
+    fs.statSync(path.join(sshfs().exportDir, n)).isFile())).toEqual([]);
 }, 300000);
 
 test("a successor paused mid-move past its lease never replaces the next holder's file", async () => {
@@ -107,8 +96,8 @@ test("a successor paused mid-move past its lease never replaces the next holder'
   let tmp: string | undefined;
   while (!tmp && Date.now() - started < 120000) {
     // A file: s1's copy (a directory there is s1's tombstone for a's temp name).
-    tmp = fs.readdirSync(fsx.exportDir).find((n) => n.startsWith(`${file}.sqlite-ha-epoch-`) && n.endsWith('.tmp') &&
-      fs.statSync(path.join(fsx.exportDir, n), { throwIfNoEntry: false })?.isFile());
+    tmp = fs.readdirSync(sshfs().exportDir).find((n) => n.startsWith(`${file}.sqlite-ha-epoch-`) && n.endsWith('.tmp') &&
+      fs.statSync(path.join(sshfs().exportDir, n), { throwIfNoEntry: false })?.isFile());
     if (!tmp) await new Promise((r) => setTimeout(r, 50));
   }
   expect(tmp).toBeDefined();
@@ -120,7 +109,7 @@ test("a successor paused mid-move past its lease never replaces the next holder'
   const s2Fence = s2.events.find((e) => e.ev === 'ack')!.fence!;
   const before = fileMeta(file);
   expect(before).toMatchObject({ epoch: s2Fence, n: aAcked + 2 });
-  const inode = fs.statSync(path.join(fsx.exportDir, file)).ino;
+  const inode = fs.statSync(path.join(sshfs().exportDir, file)).ino;
   // s1 resumes in the middle of its copy: it must give up, and s2's file must stay.
   s1.signal('SIGCONT');
   const s1End = await s1.waitFor((e) => e.ev === 'done' || e.ev === 'fatal', 200000);
@@ -132,7 +121,7 @@ test("a successor paused mid-move past its lease never replaces the next holder'
   } else {
     expect(s1End.ev).toBe('done');
     expect(['SQLITE_HA_LEASE_LOST', 'SQLITE_HA_FENCED', 'SQLITE_HA_ACQUIRE_TIMEOUT']).toContain(s1Write?.code);
-    expect(fs.statSync(path.join(fsx.exportDir, file)).ino).toBe(inode);
+    expect(fs.statSync(path.join(sshfs().exportDir, file)).ino).toBe(inode);
     expect(fileMeta(file)).toEqual(before);
   }
   expect(published(file).txid).toBe(fileMeta(file).txid);

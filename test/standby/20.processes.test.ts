@@ -9,16 +9,13 @@ import * as path from 'path';
 import { materialise } from '../../src/standby/apply';
 import { Chain } from '../../src/standby/chain';
 import { useEtcd } from '../helpers/etcd';
-import { NodeProcess } from '../helpers/processes';
+import { NodeProcess, useNodeProcesses } from '../helpers/processes';
 import { useTmpDir } from '../helpers/tmp';
 import { integrity, sameBytes } from './helpers';
 
 const etcd = useEtcd();
 const tmp = useTmpDir('sqlite-ha-sbproc-');
-const procs: NodeProcess[] = [];
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-});
+const procs = useNodeProcesses();
 
 function paths() {
   const primary = path.join(tmp.dir(), 'primary');

@@ -8,16 +8,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { open } from '../../src';
 import { useEtcd } from '../helpers/etcd';
-import { NodeProcess } from '../helpers/processes';
+import { NodeProcess, useNodeProcesses } from '../helpers/processes';
 import { useTmpDir, sleep } from '../helpers/tmp';
 import { integrity, metaOf } from './helpers';
 
 const etcd = useEtcd();
 const tmp = useTmpDir('sqlite-ha-sbcli-');
-const procs: NodeProcess[] = [];
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-});
+const procs = useNodeProcesses();
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 function cli(args: string[]): { code: number | null; out: string; err: string } {
