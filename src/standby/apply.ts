@@ -13,10 +13,11 @@ import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import * as path from 'path';
 import { StandbyCorruptError, StandbyTargetError } from '../errors';
+import { hasMetaTable, readMetaAnyVersion } from '../storage/meta';
 import { Chain, ChainEntry } from './chain';
 import { checksumHex, DbChecksum } from './checksum';
 import { fsyncPath, readJson, writeFileDurable, writeJsonDurable } from './files';
-import { comparePos, Position, SegmentHeader, segmentPages, verifySegment, writeSegmentFd } from './segment';
+import { comparePos, SegmentHeader, segmentPages, verifySegment, writeSegmentFd } from './segment';
 
 /** Where a materialised copy stands. */
 export interface AppliedState {
@@ -123,8 +124,9 @@ function copyIsAt(copy: string, state: AppliedState): boolean {
   try {
     const db = new Database(copy, { readonly: true, fileMustExist: true });
     try {
-      const row = db.prepare('SELECT fence, txid FROM _sqlite_ha_meta WHERE id = 1').get() as Position | undefined;
-      return (row?.txid ?? 0) === state.txid && (row?.fence ?? 0) === state.fence;
+      if (!hasMetaTable(db)) return false;
+      const row = readMetaAnyVersion(db);
+      return row.txid === state.txid && row.fence === state.fence;
     } finally {
       db.close();
     }

@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import * as path from 'path';
 import { StandbyCorruptError, StandbyTargetError } from '../errors';
+import { raiseFenceAndEpoch } from '../storage/meta';
 import { ApplyTarget, AppliedState, materialise } from './apply';
 import { Chain } from './chain';
 import { fsyncPath } from './files';
@@ -59,7 +60,7 @@ export function fenceFile(file: string, epoch: number): void {
   try {
     db.pragma('journal_mode = TRUNCATE');
     db.pragma('synchronous = FULL');
-    db.prepare('UPDATE _sqlite_ha_meta SET fence = max(fence, ?), epoch = ? WHERE id = 1').run(epoch, epoch);
+    raiseFenceAndEpoch(db, epoch);
   } finally {
     db.close();
   }

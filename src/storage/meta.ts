@@ -77,6 +77,11 @@ export function claimFence(conn: Database.Database, fence: number, epoch: number
   else conn.prepare(`UPDATE ${META_TABLE} SET fence = ?, epoch = ?, dbid = ? WHERE id = 1`).run(fence, epoch, dbid);
 }
 
+/** A promoted copy's fence and epoch raised to `epoch`, so no holder of the old primary can write on it (H5). */
+export function raiseFenceAndEpoch(conn: Database.Database, epoch: number): void {
+  conn.prepare(`UPDATE ${META_TABLE} SET fence = max(fence, ?), epoch = ? WHERE id = 1`).run(epoch, epoch);
+}
+
 const selectByConn = new WeakMap<Database.Database, Database.Statement<[], Meta>>();
 
 /** Reads the meta row on any connection; a database nobody wrote through sqlite-ha reads 0/0. */
