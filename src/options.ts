@@ -159,6 +159,10 @@ export const DEFAULTS = {
   standbyMaxLagMs: 1000,
   standbyRetainSegments: 10000,
   standbyRetainMs: 7 * 24 * 3600 * 1000,
+  /** The CLI's etcd endpoint without --endpoints or SQLITE_HA_ETCD_ENDPOINTS. */
+  cliEndpoint: 'http://127.0.0.1:2379',
+  /** The CLI's deadline for each etcd call (--timeout): above rpcTimeoutMs, a person waits for one answer. */
+  cliTimeoutMs: 3000,
 };
 
 /** Validates once and fills defaults; throws InvalidOptionError naming the option and the fix. */

@@ -8,17 +8,18 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import * as fs from 'fs';
 import * as path from 'path';
 // Commands are loaded when run: usage errors and --help stay fast and never load gRPC.
+import { DEFAULTS } from '../options';
 import { printable } from './format';
 import { EtcdAccessError, GlobalFlags, UsageError, resolveConnection } from './settings';
 
 const ENV_HELP = `
 Environment (flags win):
-  SQLITE_HA_ETCD_ENDPOINTS       comma-separated etcd URLs (default ${'http://127.0.0.1:2379'})
-  SQLITE_HA_PREFIX               key prefix (default /sqlite-ha)
+  SQLITE_HA_ETCD_ENDPOINTS       comma-separated etcd URLs (default ${DEFAULTS.cliEndpoint})
+  SQLITE_HA_PREFIX               key prefix (default ${DEFAULTS.prefix})
   SQLITE_HA_ETCD_CA, _CERT, _KEY TLS files (PEM)
   SQLITE_HA_ETCD_USER            etcd user
   SQLITE_HA_ETCD_PASSWORD        etcd password (or SQLITE_HA_ETCD_PASSWORD_FILE); never printed
-  SQLITE_HA_ETCD_TIMEOUT_MS      deadline of each etcd call (default 3000)
+  SQLITE_HA_ETCD_TIMEOUT_MS      deadline of each etcd call (default ${DEFAULTS.cliTimeoutMs})
   SQLITE_HA_SERVE_TOKEN          serve: bearer token clients must send (or SQLITE_HA_SERVE_TOKEN_FILE); never printed
 
 Exit codes: 0 ok, 1 finding or failure (etcd unreachable included), 2 usage error.`;
@@ -70,7 +71,7 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .addOption(new Option('--key <file>', 'client key (PEM)').env('SQLITE_HA_ETCD_KEY'))
     .addOption(new Option('--user <name>', 'etcd user (password from SQLITE_HA_ETCD_PASSWORD or --password-file)').env('SQLITE_HA_ETCD_USER'))
     .addOption(new Option('--password-file <file>', 'file holding the etcd password').env('SQLITE_HA_ETCD_PASSWORD_FILE'))
-    .addOption(new Option('--timeout <ms>', 'deadline of each etcd call in ms (default: 3000)').env('SQLITE_HA_ETCD_TIMEOUT_MS'))
+    .addOption(new Option('--timeout <ms>', `deadline of each etcd call in ms (default: ${DEFAULTS.cliTimeoutMs})`).env('SQLITE_HA_ETCD_TIMEOUT_MS'))
     .addHelpText('after', ENV_HELP);
 
   const settingsOf = (cmd: Command) => resolveConnection(cmd.optsWithGlobals() as GlobalFlags, process.env);
@@ -133,8 +134,8 @@ export function buildProgram(setCode: (code: number) => void): Command {
     .argument('<path>', 'database file (it need not exist yet)')
     .option('--json', 'JSON report')
     .option('--name <db>', 'database name in etcd (default: the file name)')
-    .option('--lease-ttl-ms <ms>', 'lease TTL to judge (default: from etcd info, else 5000)', intArg('--lease-ttl-ms', 1, 3_600_000))
-    .option('--safety-margin-ms <ms>', 'safety margin to judge (default: min(1000, TTL/4))', intArg('--safety-margin-ms', 0, 3_600_000))
+    .option('--lease-ttl-ms <ms>', `lease TTL to judge (default: from etcd info, else ${DEFAULTS.leaseTtlMs})`, intArg('--lease-ttl-ms', 1, 3_600_000))
+    .option('--safety-margin-ms <ms>', `safety margin to judge (default: min(${DEFAULTS.safetyMarginMs}, TTL/4))`, intArg('--safety-margin-ms', 0, 3_600_000))
     .option('--fsync-samples <n>', 'fsyncs to time', intArg('--fsync-samples', 1, 1000), 20)
     .option('--standby <dir>', 'also judge this standby directory (must be on another device and filesystem)')
     .option('--compaction-revisions <n>', 'warn when etcd was never compacted past this revision (default: 100000)', intArg('--compaction-revisions', 1, 1e12))

@@ -37,9 +37,6 @@ export interface ConnectionSettings {
   auth: { username: string; password: string } | null;
 }
 
-export const DEFAULT_ENDPOINT = 'http://127.0.0.1:2379';
-export const DEFAULT_PREFIX = DEFAULTS.prefix;
-export const DEFAULT_TIMEOUT_MS = 3000;
 
 /** Flags win over the environment; the password only ever comes from the environment or a file. */
 export function resolveConnection(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
@@ -52,18 +49,18 @@ export function resolveConnection(flags: GlobalFlags, env: NodeJS.ProcessEnv = p
   if (Boolean(certFile) !== Boolean(keyFile)) {
     throw new UsageError('a client certificate needs both --cert (SQLITE_HA_ETCD_CERT) and --key (SQLITE_HA_ETCD_KEY)');
   }
-  const endpoints = (explicitEndpoints ? rawEndpoints! : DEFAULT_ENDPOINT)
+  const endpoints = (explicitEndpoints ? rawEndpoints! : DEFAULTS.cliEndpoint)
     .split(',')
     .map((e) => e.trim())
     .filter((e) => e.length > 0)
     .map((e) => normalizeEndpoint(e, tlsWanted));
 
-  const prefix = flags.prefix ?? env.SQLITE_HA_PREFIX ?? DEFAULT_PREFIX;
+  const prefix = flags.prefix ?? env.SQLITE_HA_PREFIX ?? DEFAULTS.prefix;
   if (!prefix.startsWith('/') || prefix.length < 2 || prefix.endsWith('/')) {
     throw new UsageError(`invalid prefix ${JSON.stringify(prefix)}: expected a key prefix such as '/sqlite-ha' (leading '/', no trailing '/')`);
   }
 
-  const timeoutText = flags.timeout ?? env.SQLITE_HA_ETCD_TIMEOUT_MS ?? String(DEFAULT_TIMEOUT_MS);
+  const timeoutText = flags.timeout ?? env.SQLITE_HA_ETCD_TIMEOUT_MS ?? String(DEFAULTS.cliTimeoutMs);
   const timeoutMs = Number(timeoutText);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60000) {
     throw new UsageError(`invalid --timeout ${JSON.stringify(timeoutText)}: expected milliseconds between 100 and 60000`);
