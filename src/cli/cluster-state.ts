@@ -86,7 +86,7 @@ export interface ClusterView {
   databases: DatabaseView[];
 }
 
-export const FOREIGN = '(foreign)';
+const FOREIGN = '(foreign)';
 
 /**
  * Every key under `<prefix>/` (or only `<prefix>/<db>/`: all that an etcd role granted on one

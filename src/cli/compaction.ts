@@ -65,7 +65,7 @@ export async function readCompactionState(client: Etcd3, key: string): Promise<C
 }
 
 /** etcd's default backend quota (--quota-backend-bytes): 2 GiB. */
-export const DEFAULT_QUOTA_BYTES = 2 * 1024 ** 3;
+const DEFAULT_QUOTA_BYTES = 2 * 1024 ** 3;
 
 /** doctor's verdict on compaction and space, honest about what a client cannot see. */
 export function compactionFinding(c: CompactionState, warnRevisions: number): Finding {

@@ -43,26 +43,26 @@ export async function withDeadline<T>(s: ConnectionSettings, what: string, op: (
   }
 }
 
-export function unreachableMessage(s: ConnectionSettings, what: string, reason: string): string {
+function unreachableMessage(s: ConnectionSettings, what: string, reason: string): string {
   return `cannot reach etcd at ${s.endpoints.join(',')} (${what}): ${reason}. ` +
     'Check --endpoints / SQLITE_HA_ETCD_ENDPOINTS and that etcd is running.';
 }
 
 /** gRPC transport and deadline failures as etcd3 maps them, and an open circuit breaker. */
-export function isTransportError(err: unknown): boolean {
+function isTransportError(err: unknown): boolean {
   return err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError ||
     err instanceof GRPCCancelledError || err instanceof GRPCInternalError || err instanceof GRPCAbortedError ||
     err instanceof GRPCUnknownError || (err as { isBrokenCircuitError?: boolean } | undefined)?.isBrokenCircuitError === true;
 }
 
 /** Wrong user or password, or a user without permission on the prefix. */
-export function isAuthError(err: unknown): boolean {
+function isAuthError(err: unknown): boolean {
   return err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError ||
     err instanceof EtcdPermissionDeniedError || err instanceof GRPCUnauthenticatedError;
 }
 
 /** The gRPC message without its resolution-note tail, which says nothing to an operator. */
-export function shortReason(err: unknown): string {
+function shortReason(err: unknown): string {
   const msg = String((err as Error)?.message ?? err);
   return msg.replace(/\s*Resolution note:.*$/s, '').replace(/,name resolution:.*$/s, '').trim().replace(/\.+$/, '');
 }

@@ -21,7 +21,7 @@ import { compactionFinding, readCompactionState } from './compaction';
 import { duration, jsonText, printable, styleFor } from './format';
 
 /** doctor warns when etcd was never compacted past this many revisions. */
-export const COMPACTION_WARN_REVISIONS = 100_000;
+const COMPACTION_WARN_REVISIONS = 100_000;
 
 export type Verdict = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -75,7 +75,7 @@ export async function runDoctor(
   return report.ok ? 0 : 1;
 }
 
-export async function diagnose(s: ConnectionSettings, file: string, opts: DoctorOptions): Promise<DoctorReport> {
+async function diagnose(s: ConnectionSettings, file: string, opts: DoctorOptions): Promise<DoctorReport> {
   const target = path.resolve(file);
   const dir = path.dirname(target);
   const findings: Finding[] = [];
@@ -148,7 +148,7 @@ function modeAgreement(locks: Finding, info: DatabaseInfo | null): void {
  * The standby exists to survive the loss of the primary's storage: it must live on another device
  * and another filesystem (not the same export mounted twice).
  */
-export function standbyFinding(dbPath: string, dir: string, mountsText: string): Finding {
+function standbyFinding(dbPath: string, dir: string, mountsText: string): Finding {
   let devDir: number;
   try {
     if (!fs.statSync(dir).isDirectory()) throw new Error('not a directory');

@@ -27,7 +27,7 @@ export interface HistoryRow {
   detail: string | null;
 }
 
-export async function readHistory(s: ConnectionSettings, opts: HistoryOptions): Promise<HistoryRow[]> {
+async function readHistory(s: ConnectionSettings, opts: HistoryOptions): Promise<HistoryRow[]> {
   const client = createClient(s);
   try {
     const from = opts.db ? new Keys(s.prefix, opts.db).root + '/' : s.prefix + '/';

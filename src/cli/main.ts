@@ -42,7 +42,7 @@ function metricsAddress(value: string): { host?: string; port: number } {
 }
 
 /** Metrics stay on loopback unless an address is given (they describe the cluster to anyone who asks). */
-export const DEFAULT_METRICS_HOST = '127.0.0.1';
+const DEFAULT_METRICS_HOST = '127.0.0.1';
 
 function version(): string {
   try {
@@ -52,7 +52,7 @@ function version(): string {
   }
 }
 
-export function buildProgram(setCode: (code: number) => void): Command {
+function buildProgram(setCode: (code: number) => void): Command {
   const program = new Command('sqlite-ha');
   program
     .description('Watch and operate sqlite-ha write leases in etcd.')

@@ -538,7 +538,7 @@ function fmtSec(ms: number | null): string {
 }
 
 /** One line of the terminal event list. */
-export function describeEvent(e: MonitorEvent): string {
+function describeEvent(e: MonitorEvent): string {
   const head = `${clock(e.time)}  ${(e.db ?? '').padEnd(12)}  ${e.type.padEnd(13)}`;
   const fence = e.fence !== undefined ? `  fence ${e.fence}` : '';
   const ms = (v: unknown) => (typeof v === 'number' ? duration(v) : '-');

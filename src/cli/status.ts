@@ -23,7 +23,7 @@ export async function runStatus(s: ConnectionSettings, opts: StatusOptions, out:
   }
 }
 
-export function renderStatus(raw: ClusterView, out: NodeJS.WriteStream): string[] {
+function renderStatus(raw: ClusterView, out: NodeJS.WriteStream): string[] {
   const st = styleFor(out);
   const view = printableCopy(raw); // names, nodes and keys come from etcd: never raw to the terminal
   if (view.databases.length === 0) {

@@ -51,7 +51,7 @@ export interface MaterialiseOptions {
 }
 
 /** Path of the state file beside a copy. */
-export function stateFile(copy: string): string {
+function stateFile(copy: string): string {
   return `${copy}.applied.json`;
 }
 

@@ -38,7 +38,7 @@ export interface Walk {
   unlinked: ChainEntry[];
 }
 
-export function posName(p: Position): string {
+function posName(p: Position): string {
   return `${String(p.txid).padStart(16, '0')}-${String(p.fence).padStart(16, '0')}`;
 }
 

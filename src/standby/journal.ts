@@ -13,7 +13,7 @@
 import * as fs from 'fs';
 
 /** The 8-byte magic of a synced journal header. */
-export const JOURNAL_MAGIC = Buffer.from('d9d505f920a163d7', 'hex');
+const JOURNAL_MAGIC = Buffer.from('d9d505f920a163d7', 'hex');
 
 /** What a journal says about the open transaction. */
 export interface JournalScan {
@@ -99,7 +99,7 @@ function readHeader(buf: Buffer, off: number): Header | null {
 }
 
 /** SQLite's journal record checksum: the nonce plus every 200th byte, from the end backwards. */
-export function recordChecksum(nonce: number, data: Buffer): number {
+function recordChecksum(nonce: number, data: Buffer): number {
   let sum = nonce;
   for (let i = data.length - 200; i > 0; i -= 200) sum = (sum + data[i]) >>> 0;
   return sum >>> 0;

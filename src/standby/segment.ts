@@ -15,11 +15,11 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { StandbyCorruptError } from '../errors';
 
-export const SEGMENT_MAGIC = Buffer.from('SQHASEG\0', 'latin1');
-export const SEGMENT_VERSION = 1;
+const SEGMENT_MAGIC = Buffer.from('SQHASEG\0', 'latin1');
+const SEGMENT_VERSION = 1;
 export const HEADER_BYTES = 96;
 const TRAILER_BYTES = 32;
-export const FLAG_SNAPSHOT = 1;
+const FLAG_SNAPSHOT = 1;
 
 /** A position in the chain: the database state after txid `txid` committed under `fence`. */
 export interface Position {
@@ -48,7 +48,7 @@ export function comparePos(a: Position, b: Position): number {
   return a.txid - b.txid || a.fence - b.fence;
 }
 
-export function encodeHeader(h: Omit<SegmentHeader, 'version'>): Buffer {
+function encodeHeader(h: Omit<SegmentHeader, 'version'>): Buffer {
   const b = Buffer.alloc(HEADER_BYTES);
   SEGMENT_MAGIC.copy(b, 0);
   b.writeUInt32BE(SEGMENT_VERSION, 8);

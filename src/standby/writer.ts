@@ -17,7 +17,6 @@
 import type Database from 'better-sqlite3';
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
-import * as path from 'path';
 import { StandbyWriteError } from '../errors';
 import type { ResolvedStandbyOptions } from '../options';
 import { readMeta } from '../storage/meta';
@@ -510,9 +509,4 @@ async function readPrefix(file: string, n: number): Promise<Buffer> {
   } finally {
     await fh.close();
   }
-}
-
-/** The materialised copy's path. */
-export function standbyCopyPath(dir: string, name: string): string {
-  return path.join(dir, name);
 }

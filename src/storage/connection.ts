@@ -19,7 +19,7 @@ export interface ConnectionSettings {
  * The read-write connection's busy_timeout: a slice short enough that keep-alives keep flowing
  * while SQLite waits synchronously for a lock; callers retry slice by slice up to busyTimeoutMs.
  */
-export function busySliceMs(s: ConnectionSettings): number {
+function busySliceMs(s: ConnectionSettings): number {
   return Math.min(s.busyTimeoutMs, Math.max(10, Math.floor(s.safetyMarginMs / 4)));
 }
 
@@ -100,7 +100,7 @@ function canonicalSql(sql: string): string {
 const PINNED_RE = new RegExp(String.raw`\bpragma\s+(?:\w+\.)?(${PINNED_PRAGMAS.join('|')})\s*(=|\()`);
 
 /** The pinned pragma that SQL would set, or null (reading them is fine). */
-export function pinnedPragmaSet(sql: string): string | null {
+function pinnedPragmaSet(sql: string): string | null {
   return PINNED_RE.exec(canonicalSql(sql))?.[1] ?? null;
 }
 

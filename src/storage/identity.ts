@@ -49,7 +49,7 @@ export interface IdentityDecision {
 }
 
 /** A fresh database id. */
-export function newDatabaseId(): string {
+function newDatabaseId(): string {
   return randomUUID();
 }
 

@@ -200,7 +200,7 @@ export async function ownerNode(client: Etcd3, keys: Keys): Promise<string | nul
  * Resolves true once every key in `keys` (under `prefix`) is deleted, watching from
  * `fromRevision`; false at deadline.
  */
-export function waitKeysGone(
+function waitKeysGone(
   client: Etcd3, prefix: string, keys: string[], fromRevision: number, deadline: number,
 ): Promise<boolean> {
   const pending = new Set(keys);
