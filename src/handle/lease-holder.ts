@@ -296,12 +296,12 @@ function lossKind(err: FencedError | CommitOutcomeUnknownError | LeaseLostError 
 async function openWhenNotBusy(
   openFn: () => Database.Database, lease: Lease, busyTimeoutMs: number,
 ): Promise<Database.Database> {
-  const deadline = Date.now() + busyTimeoutMs;
+  const deadline = monotonicNow() + busyTimeoutMs;
   for (;;) {
     try {
       return openFn();
     } catch (err) {
-      if (!isBusy(err) || Date.now() >= deadline || !lease.valid) throw err;
+      if (!isBusy(err) || monotonicNow() >= deadline || !lease.valid) throw err;
       await sleep(20);
     }
   }

@@ -35,7 +35,7 @@ export class LockfileCoordinator implements Coordinator {
   }
 
   async acquire(opts: AcquireOptions): Promise<Lease> {
-    const deadline = Date.now() + opts.timeoutMs;
+    const deadline = monotonicNow() + opts.timeoutMs; // a wall-clock step must not stretch or cut the wait
     for (;;) {
       let lease: LockfileLease | null = null;
       try {
@@ -71,7 +71,7 @@ export class LockfileCoordinator implements Coordinator {
           throw new CoordinatorUnavailableError(`lock directory ${this.lockPath}: ${(err as Error).message}`, { cause: err });
         }
       }
-      if (Date.now() + POLL_MS > deadline) throw new AcquireTimeoutError(opts.timeoutMs, await this.currentHolder());
+      if (monotonicNow() + POLL_MS > deadline) throw new AcquireTimeoutError(opts.timeoutMs, await this.currentHolder());
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
