@@ -30,7 +30,12 @@ import { WritePath } from './write-path';
 export type { Consistency, LocksInUse } from './modes/mode';
 
 function gated(c: Coordinator) {
-  if (!isGated(c)) throw new UnsafeStorageError(`the lockless mode (locks: 'none') needs the etcd coordinator, not ${c.kind}`);
+  if (!isGated(c)) {
+    throw new UnsafeStorageError(
+      `the lockless mode (locks: 'none') needs the etcd coordinator, not ${c.kind}: ` +
+        "give coordinator: { kind: 'etcd', ... }, or locks: 'trusted' on a filesystem whose locks reach every host",
+    );
+  }
   return c;
 }
 

@@ -101,7 +101,10 @@ function tombstone(p: string): void {
       fs.rmSync(p, { force: true });
     }
   }
-  throw new Error(`could not neutralize the stale temp file ${p}`);
+  throw new Error(
+    `could not neutralize the stale temp file ${p}: a former holder kept recreating it; the takeover stopped before ` +
+      'touching the database. Stop that process (or remove the file) and retry.',
+  );
 }
 
 /** Keeps the newest TOMBSTONES_KEPT tombstones below the previous fence. */

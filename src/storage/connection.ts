@@ -75,7 +75,11 @@ export function openReadWrite(s: ConnectionSettings, opts: { noCacheSpill?: bool
     db.pragma('synchronous = FULL');
     const mode = String(db.pragma(`journal_mode = ${s.journalMode}`, { simple: true })).toUpperCase();
     if (mode !== s.journalMode) {
-      throw new UnsafeStorageError(`could not set journal_mode=${s.journalMode} on ${s.path} (got ${mode})`);
+      throw new UnsafeStorageError(
+        `could not set journal_mode=${s.journalMode} (the journalMode option) on ${s.path}: SQLite kept ${mode}. ` +
+          'A WAL database leaves WAL only while no other connection has it open: close the other processes using ' +
+          'the file and open it again (docs/HAZARDS.md H1).',
+      );
     }
     return db;
   } catch (err) {

@@ -154,7 +154,11 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     const acked = await waitAcknowledged(this.client, this.keys.readersPrefix, pending, gateRevision, deadline);
     if (!acked) {
       await this.openGate();
-      throw new CoordinatorUnavailableError(`${pending.length} registered reader node(s) did not acknowledge the gate before the commit deadline`);
+      throw new CoordinatorUnavailableError(
+        `${pending.length} registered reader node(s) did not acknowledge the commit gate in time (acquireTimeoutMs, ` +
+          "or the lease's commit deadline); nothing was committed. Retry: a reader node that stays silent drops out " +
+          'when its registration expires.',
+      );
     }
   }
 
