@@ -6,6 +6,7 @@
 import type { Etcd3, Lease as EtcdLease } from 'etcd3';
 import { createEtcdClient, etcdCall } from '../coordinator/etcd/client';
 import { Keys, LockRecord, parseJson, prefixEnd, ServeRecord } from '../coordinator/etcd/keys';
+import { DEFAULTS } from '../options';
 import type { ResolvedEtcdCoordinator, WritesMode } from '../options';
 
 /** TTL of a node's address entry: long enough to ride out an etcd blip, short next to a failover. */
@@ -26,7 +27,7 @@ export class Directory {
 
   constructor(
     coordinator: ResolvedEtcdCoordinator, name: string, private readonly nodeId: string,
-    private readonly record: { url: string; writes: WritesMode }, rpcTimeoutMs = 2000,
+    private readonly record: { url: string; writes: WritesMode }, rpcTimeoutMs = DEFAULTS.rpcTimeoutMs,
   ) {
     this.client = createEtcdClient(coordinator, rpcTimeoutMs);
     this.keys = new Keys(coordinator.prefix, name);
