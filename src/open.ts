@@ -16,6 +16,7 @@ import { openReadOnly, openReadWrite, prepareFile } from './storage/connection';
 import { readMeta } from './storage/meta';
 import { lockVerdictFor } from './storage/mounts';
 import { realPath } from './storage/paths';
+import { isHotJournalReadOnly } from './storage/sqlite-errors';
 
 /** Opens a sqlite-ha handle on `path`: validates the options, checks the file and mount, builds the coordinator. */
 export async function open(path: string, options: OpenOptions): Promise<HADatabase> {
@@ -103,7 +104,7 @@ function makeCoordinator(opts: ResolvedOptions, locks: LocksInUse): Coordinator 
         try {
           return readMeta(conn).fence;
         } catch (err) {
-          if ((err as { code?: string }).code !== 'SQLITE_READONLY_ROLLBACK') throw err;
+          if (!isHotJournalReadOnly(err)) throw err;
         } finally {
           conn.close();
         }

@@ -16,6 +16,7 @@ import { DEFAULTS, defaultSafetyMarginMs } from '../options';
 import { LockVerdict, lockVerdictFor, MountInfo } from '../storage/mounts';
 import { hasMetaTable, readMetaAnyVersion } from '../storage/meta';
 import { judgeNfsSettings, MountStats, parseMountStats } from '../storage/nfs-settings';
+import { isHotJournalReadOnly } from '../storage/sqlite-errors';
 import { ConnectionSettings, createClient, withDeadline } from './connection';
 import { compactionFinding, readCompactionState } from './compaction';
 import { duration, jsonText, printable, styleFor } from './format';
@@ -315,8 +316,7 @@ function databaseFinding(file: string): Finding {
     }
     return { check: 'database', verdict: 'ok', summary, advice: null, data };
   } catch (err) {
-    const code = (err as { code?: string }).code ?? '';
-    if (code === 'SQLITE_READONLY_ROLLBACK' || hotJournal) {
+    if (isHotJournalReadOnly(err) || hotJournal) {
       return {
         check: 'database', verdict: 'warn', summary: 'a hot journal lies beside the database; a read-only look cannot read past it',
         advice: 'the next lease holder rolls it back (docs/HAZARDS.md H8); if no node runs, open it once through sqlite-ha',

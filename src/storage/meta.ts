@@ -5,6 +5,7 @@
  * against the meta table: the library, the CLI and the tools all go through these functions.
  */
 import type Database from 'better-sqlite3';
+import { isNoSuchTable } from './sqlite-errors';
 
 export const META_TABLE = '_sqlite_ha_meta';
 
@@ -94,7 +95,7 @@ export function readMeta(conn: Database.Database): Meta {
     }
     return select.get() ?? { ...NO_META };
   } catch (err) {
-    if (/no such table/.test((err as Error).message)) return { ...NO_META };
+    if (isNoSuchTable(err)) return { ...NO_META };
     throw err;
   }
 }

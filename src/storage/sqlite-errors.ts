@@ -29,6 +29,16 @@ export function isReadonly(err: unknown): boolean {
   return sqliteCode(err)?.startsWith('SQLITE_READONLY') ?? false;
 }
 
+/** A hot journal (a writer died mid-commit) met by a read-only connection, which may not roll it back (H8). */
+export function isHotJournalReadOnly(err: unknown): boolean {
+  return sqliteCode(err) === 'SQLITE_READONLY_ROLLBACK';
+}
+
+/** The statement named a table the file does not have (SQLite reports it as a plain SQLITE_ERROR). */
+export function isNoSuchTable(err: unknown): boolean {
+  return sqliteCode(err) === 'SQLITE_ERROR' && /no such table/.test((err as Error).message);
+}
+
 /** A failure of the storage under COMMIT: the transaction may or may not be on disk. */
 export function isStorageFailure(err: unknown): boolean {
   const code = sqliteCode(err);
