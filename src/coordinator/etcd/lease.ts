@@ -4,14 +4,14 @@
  * release at once), and the commit record that is written only while the key exists.
  */
 import { EventEmitter } from 'events';
-import { monotonicNow } from '../../clock';
 import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { CommitRecord, GatedLease } from '../types';
-import { etcdCall, toCoordinatorError } from './client';
+import { etcdCall } from './client';
 import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd, ReaderRecord } from './keys';
 import type { Held } from './mutex';
 import type { Session } from './session';
+import { waitKeysSettled } from './wait-keys';
 import type { RecordedIdentity } from '../../storage/identity';
 
 export class EtcdLease extends EventEmitter implements GatedLease {
@@ -151,7 +151,15 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     const own = this.ownReader();
     const pending = res.responses[1].response_range.kvs.map((kv) => kv.key.toString()).filter((k) => k !== own);
     if (pending.length === 0) return;
-    const acked = await waitAcknowledged(this.client, this.keys.readersPrefix, pending, gateRevision, deadline);
+    // Each registration acknowledges (its `acked` reaches the gate's revision) or is gone (its
+    // node's session expired or ended).
+    const acked = await waitKeysSettled(
+      this.client, this.keys.readersPrefix, pending, gateRevision + 1, deadline, 'gate acknowledgement watch',
+      (value) => {
+        const r = parseJson<ReaderRecord>(value);
+        return !!r && r.acked >= gateRevision;
+      },
+    );
     if (!acked) {
       await this.openGate();
       throw new CoordinatorUnavailableError(
@@ -232,47 +240,4 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     this.watcher = null;
     void w?.cancel().catch(() => undefined);
   }
-}
-
-/**
- * Resolves true once every registration in `keys` has acknowledged the gate at `gateRevision`
- * (its `acked` ≥ that revision) or is gone (its node's session expired or ended); false at deadline.
- */
-function waitAcknowledged(
-  client: Etcd3, prefix: string, keys: string[], gateRevision: number, deadline: number,
-): Promise<boolean> {
-  const pending = new Set(keys);
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let watcher: Watcher | null = null;
-    const finish = (v: boolean | Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      void watcher?.cancel().catch(() => undefined);
-      if (v instanceof Error) reject(toCoordinatorError('gate acknowledgement watch', v));
-      else resolve(v);
-    };
-    const settle = (key: string) => {
-      pending.delete(key);
-      if (pending.size === 0) finish(true);
-    };
-    const timer = setTimeout(() => finish(false), Math.max(0, deadline - monotonicNow()));
-    client
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(gateRevision + 1))
-      .create()
-      .then((w) => {
-        watcher = w;
-        if (done) void w.cancel().catch(() => undefined);
-        w.on('put', (kv) => {
-          const r = parseJson<ReaderRecord>(kv.value);
-          if (r && r.acked >= gateRevision) settle(kv.key.toString());
-        });
-        w.on('delete', (kv) => settle(kv.key.toString()));
-        w.on('error', (err) => finish(err));
-      })
-      .catch((err) => finish(err));
-  });
 }

@@ -17,9 +17,10 @@
 import { monotonicNow } from '../../clock';
 import type { Etcd3, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
 import { AcquireTimeoutError, LeaseLostError } from '../../errors';
-import { etcdCall, toCoordinatorError } from './client';
+import { etcdCall } from './client';
 import type { RecordedIdentity } from '../../storage/identity';
 import { CommitRecord, HolderRecord, Keys, LockRecord, parseJson, prefixEnd, PromotionRecord } from './keys';
+import { waitKeysSettled } from './wait-keys';
 
 export interface Queued {
   /** Create revision of our waiter key: the fence token once we hold the lock. */
@@ -178,7 +179,7 @@ export async function waitTurn(
 /** Resolves true when `key` is deleted (watching from `fromRevision`), false at deadline. */
 function waitDelete(client: Etcd3, key: Buffer, fromRevision: number, deadline: number): Promise<boolean> {
   const k = key.toString();
-  return waitKeysGone(client, k, [k], fromRevision, deadline);
+  return waitKeysSettled(client, k, [k], fromRevision, deadline, 'watch');
 }
 /** Node of the current owner: its LockRecord's node, or '(foreign)' for etcdctl/Go holders. */
 export async function ownerNode(client: Etcd3, keys: Keys): Promise<string | null> {
@@ -194,42 +195,4 @@ export async function ownerNode(client: Etcd3, keys: Keys): Promise<string | nul
   const kv = res.kvs[0];
   if (!kv) return null;
   return parseJson<LockRecord>(kv.value)?.node ?? `(foreign ${kv.key.toString()})`;
-}
-
-/**
- * Resolves true once every key in `keys` (under `prefix`) is deleted, watching from
- * `fromRevision`; false at deadline.
- */
-function waitKeysGone(
-  client: Etcd3, prefix: string, keys: string[], fromRevision: number, deadline: number,
-): Promise<boolean> {
-  const pending = new Set(keys);
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let watcher: { cancel(): Promise<void> } | null = null;
-    const finish = (v: boolean | Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      void watcher?.cancel().catch(() => undefined);
-      if (v instanceof Error) reject(toCoordinatorError('watch', v));
-      else resolve(v);
-    };
-    const timer = setTimeout(() => finish(false), Math.max(0, deadline - monotonicNow()));
-    client
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(fromRevision))
-      .create()
-      .then((w) => {
-        watcher = w;
-        if (done) void w.cancel().catch(() => undefined);
-        w.on('delete', (kv) => {
-          pending.delete(kv.key.toString());
-          if (pending.size === 0) finish(true);
-        });
-        w.on('error', (err) => finish(err));
-      })
-      .catch((err) => finish(err));
-  });
 }
