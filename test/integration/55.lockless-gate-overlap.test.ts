@@ -17,21 +17,13 @@
  */
 import Database from 'better-sqlite3';
 import * as path from 'path';
-import { SshfsExport } from '../../tools/cluster/sshfs';
 import { useEtcd } from '../helpers/etcd';
-import { NodeEvent, NodeProcess } from '../helpers/processes';
+import { NodeEvent, NodeProcess, useNodeProcesses } from '../helpers/processes';
+import { useSshfs } from '../helpers/sshfs';
 
 const etcd = useEtcd();
-let fsx: SshfsExport;
-const procs: NodeProcess[] = [];
-
-beforeAll(async () => {
-  fsx = await SshfsExport.start({ mounts: 2 });
-}, 60000);
-afterAll(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill()));
-  await fsx?.stop();
-});
+const procs = useNodeProcesses();
+const sshfs = useSshfs(2);
 
 interface Read extends NodeEvent {
   start: number; end: number; txid: number; first: string; values: { v: string; n: number }[];
@@ -39,7 +31,7 @@ interface Read extends NodeEvent {
 
 function node(mount: number, nodeId: string, cfg: Record<string, unknown>): NodeProcess {
   const p = new NodeProcess(
-    { db: path.join(fsx.mounts[mount], 'gate.db'), endpoints: etcd.cluster().endpoints, prefix: '/gate-overlap', nodeId, ...cfg },
+    { db: path.join(sshfs().mounts[mount], 'gate.db'), endpoints: etcd.cluster().endpoints, prefix: '/gate-overlap', nodeId, ...cfg },
     'gate-node.js',
   );
   procs.push(p);
@@ -66,7 +58,7 @@ test('no read overlaps a many-page commit: every read sees one commit, across 20
   expect(reads.length).toBeGreaterThan(commits / 2);
   expect(new Set(reads.map((r) => r.txid)).size).toBeGreaterThan(commits / 4);
   // The file holds the last commit, whole.
-  const db = new Database(path.join(fsx.exportDir, 'gate.db'), { readonly: true });
+  const db = new Database(path.join(sshfs().exportDir, 'gate.db'), { readonly: true });
   try {
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(db.prepare('SELECT DISTINCT v FROM sweep').pluck().all()).toEqual([String(commits).padStart(6, '0')]);
