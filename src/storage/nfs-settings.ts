@@ -92,12 +92,13 @@ export function judgeNfsSettings(mount: MountInfo, stats: MountStats | null, own
     });
   const ac = ['acregmin', 'acregmax', 'acdirmin', 'acdirmax'].map((k) => Number(opt(k) ?? NaN));
   if (opt('nocto')) {
-    // Without close-to-open, reopening the file no longer revalidates it; with local locks, taking
-    // a lock is then the only coherency point, and a stale view is refused rather than prevented.
+    // What keeps SQLite fresh then is that the Linux client drops the file's cached attributes and
+    // pages whenever a lock is taken, local (nolock) ones too: measured in the lab, not promised
+    // by other clients.
     out.push({
-      setting: 'actimeo', verdict: localLocks ? 'fail' : 'warn',
-      summary: `'nocto': opening the file does not revalidate its cached attributes and pages${localLocks ? ', and locks stay local' : ''}: a host may see a stale view for up to acregmax (${Number.isFinite(ac[1]) ? ac[1] : '?'} s)`,
-      advice: "mount without 'nocto' (close-to-open is what makes a reopened file show other hosts' commits)",
+      setting: 'actimeo', verdict: 'warn',
+      summary: `'nocto': reopening the file does not revalidate it (attribute cache up to ${Number.isFinite(ac[1]) ? ac[1] : '?'} s); only SQLite's locks make the client drop cached pages`,
+      advice: "mount without 'nocto' (close-to-open revalidation)",
     });
   } else if (opt('noac')) out.push({ setting: 'actimeo', verdict: 'ok', summary: "'noac': no attribute caching (slowest, strictest)", advice: null });
   else if (ac.every(Number.isFinite)) {

@@ -514,6 +514,22 @@ export class Lab {
     return { holder: a.vm, other: b.vm, whileHeld: tried.whileHeld, afterRelease: tried.afterRelease };
   }
 
+  /**
+   * Does this mount serve a stale view? A file written in the first client VM and read there
+   * (cached), rewritten (same size) in the second, then read again in the first: plainly, and
+   * under a (local, with nolock) flock, which the Linux client treats as a cache coherency point.
+   */
+  async cacheProbe(): Promise<{ before: string; plainRead: string; underLock: string }> {
+    const [a, b] = this.nodes;
+    const f = `${MOUNT_POINT}/cache-probe.txt`;
+    const sh = (vm: string, cmd: string) => this.guestExec(vm, ['/bin/sh', '-c', cmd], 60000).then((o) => o.trim());
+    const before = await sh(a.vm, `printf old-view > ${f}; cat ${f}`);
+    await sh(b.vm, `cat ${f} >/dev/null; printf new-view > ${f}`);
+    const plainRead = await sh(a.vm, `cat ${f}`);
+    const underLock = await sh(a.vm, `/bin/busybox flock ${f} cat ${f}`);
+    return { before, plainRead, underLock };
+  }
+
   /** `sqlite-ha doctor --json` on the database in a client VM (a real NFS mount), parsed. */
   async doctorInGuest(vm: string): Promise<{ check: string; verdict: string; summary: string }[]> {
     const r = await this.agent(vm).exec([

@@ -149,6 +149,8 @@ export interface LabReport extends ChaosReport {
     bench: BenchFigure[] | null;
     /** BEGIN EXCLUSIVE on one VM vs another (--lock-probe). */
     lockProbe: { holder: string; other: string; whileHeld: string; afterRelease: string } | null;
+    /** stale-cache: a file rewritten by one VM, read by another plainly and under a lock. */
+    cacheProbe: { before: string; plainRead: string; underLock: string } | null;
     /** sqlite-ha doctor run in the last client VM on the database (--doctor). */
     doctor: { vm: string; findings: { check: string; verdict: string; summary: string }[] } | null;
     clock: { maxOffsetMs: number; maxRttMs: number };
@@ -182,6 +184,11 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
       log('lock probe: BEGIN EXCLUSIVE held on one VM, tried on another');
       lockProbe = await lab.lockProbe();
       log(`lock probe: while held ${lockProbe.whileHeld}, after release ${lockProbe.afterRelease}`);
+    }
+    let cacheProbe: LabReport['lab']['cacheProbe'] = null;
+    if (opts.scenario === 'stale-cache') {
+      cacheProbe = await lab.cacheProbe();
+      log(`cache probe: ${lab.nodes[0].vm} read '${cacheProbe.before}', ${lab.nodes[1].vm} rewrote it; ${lab.nodes[0].vm} then read '${cacheProbe.plainRead}' plainly, '${cacheProbe.underLock}' under a lock`);
     }
     let throughput: { writes: BenchSide; reads: BenchSide; locks: string } | null = null;
     if (opts.scenario === 'bench') {
@@ -274,7 +281,7 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
         failoverMs: res.failoverMs.map((f) => ({ ...f, ttlMultiple: Math.round((f.ms / LAB_TIMING.leaseTtlMs) * 100) / 100 })),
         counter: counter.stats, rawErrors: contract.rawByCode, storageFaults: storageFaults(hist.ops).byCode, nfsOps,
         failuresByCode: failuresByCode(hist.ops),
-        doctor: doctor ? { vm: lastVm, findings: doctor } : null, lockProbe, bench, clock, violations: labViolations,
+        doctor: doctor ? { vm: lastVm, findings: doctor } : null, lockProbe, cacheProbe, bench, clock, violations: labViolations,
       },
     };
     if (!ok) lab.setup.keep = true;
@@ -377,6 +384,7 @@ export function formatLabReport(r: LabReport): string {
     ...Object.entries(l.nfsOps).map(([vm, o]) => `  nfs ops      ${vm}: ${Object.entries(o).map(([k, n]) => `${k} ${n}`).join(' ')}`),
     ...(l.doctor ? l.doctor.findings.filter((f) => f.check === 'nfs' || f.check === 'locks' || f.check === 'filesystem' || f.check === 'doctor')
       .map((f) => `  doctor       ${l.doctor!.vm}: ${f.verdict.padEnd(4)} ${f.check}: ${f.summary}`) : []),
+    ...(l.cacheProbe ? [`  cache        a file rewritten on another VM read '${l.cacheProbe.plainRead}' plainly, '${l.cacheProbe.underLock}' under a lock (was '${l.cacheProbe.before}')`] : []),
     ...(l.lockProbe ? [`  locks        BEGIN EXCLUSIVE held on ${l.lockProbe.holder}: ${l.lockProbe.other} got ${l.lockProbe.whileHeld}, after the release ${l.lockProbe.afterRelease}`] : []),
     ...(l.bench ?? []).map((b) => `  bench        ${b.label.padEnd(44)} ${b.value === null ? '—' : b.value.toFixed(3)} (target ${b.target.op} ${b.target.value}) ${b.verdict}${b.note ? `; ${b.note}` : ''}`),
     `  contract     raw SQLite errors: ${Object.entries(l.rawErrors).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
