@@ -517,7 +517,7 @@ export class Lab {
   /**
    * Does this mount serve a stale view? A file written in the first client VM and read there
    * (cached), rewritten (same size) in the second, then read again in the first: plainly, and
-   * under a (local, with nolock) flock, which the Linux client treats as a cache coherency point.
+   * under a (local, with nolock) flock (util-linux), which the Linux client treats as a cache coherency point.
    */
   async cacheProbe(): Promise<{ before: string; plainRead: string; underLock: string }> {
     const [a, b] = this.nodes;
@@ -526,7 +526,7 @@ export class Lab {
     const before = await sh(a.vm, `printf old-view > ${f}; cat ${f}`);
     await sh(b.vm, `cat ${f} >/dev/null; printf new-view > ${f}`);
     const plainRead = await sh(a.vm, `cat ${f}`);
-    const underLock = await sh(a.vm, `/bin/busybox flock ${f} cat ${f}`);
+    const underLock = await sh(a.vm, `flock -s ${f} cat ${f}`);
     return { before, plainRead, underLock };
   }
 
