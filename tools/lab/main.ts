@@ -50,9 +50,10 @@ export interface LabOptions {
 type LocksChoice = 'auto' | 'trusted' | 'none';
 
 /**
- * stale-cache: NFSv3 without lock-based and close-to-open revalidation and with a 10-minute
- * attribute cache, so a host's page cache may serve a view from before the other host's commits;
- * with locks 'trusted' forced (the etcd lease still serializes writers).
+ * stale-cache: NFSv3 with no lock requests to the server (nolock), no close-to-open revalidation
+ * and a 10-minute attribute cache, so a host's page cache serves views from before the other
+ * host's commits (the cache probe shows it for reads outside a lock); with locks 'trusted' forced
+ * (the etcd lease still serializes writers). The scenario forces --nfs-version 3.
  */
 export const STALE_CACHE_MOUNT_OPTIONS = 'nocto,actimeo=600';
 
