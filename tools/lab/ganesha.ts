@@ -6,9 +6,9 @@
  *
  * NFSv3: ganesha refuses to start unless it can register v3 and MOUNT with rpcbind, though the
  * guests never ask rpcbind (they mount with port= and mountport=). So an rpcbind of our own runs
- * only while ganesha starts, and is killed as soon as ganesha listens.
+ * only while ganesha starts, and is killed once ganesha's registrations are in.
  */
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -89,6 +89,8 @@ export class Ganesha {
     const rpcbind = this.opts.nfsv3 ? await this.startRpcbind(timeoutMs) : null;
     try {
       await this.startGanesha(timeoutMs);
+      // ganesha listens before it registers: kill rpcbind only once the last registration (NFSv4) is in.
+      if (rpcbind) await this.waitRegistered(timeoutMs);
     } finally {
       if (rpcbind) await killChild(rpcbind).then(() => this.state.untrack('rpcbind'));
     }
@@ -106,6 +108,17 @@ export class Ganesha {
       await sleep(100);
     }
     return p;
+  }
+
+  private async waitRegistered(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = spawnSync('rpcinfo', ['-p', '127.0.0.1'], { encoding: 'utf8', timeout: 5000 });
+      if (/^\s*100003\s+4\s+tcp\b/m.test(r.stdout ?? '')) return;
+      if (this.proc?.exitCode !== null) throw new Error(`ganesha exited (${this.proc?.exitCode}); see ${this.opts.dir}/ganesha.log`);
+      if (Date.now() > deadline) throw new Error(`ganesha did not register with rpcbind within ${timeoutMs} ms`);
+      await sleep(200);
+    }
   }
 
   private async startGanesha(timeoutMs: number): Promise<void> {

@@ -399,6 +399,8 @@ export function formatLabReport(r: LabReport): string {
 function preflight(opts: LabOptions): string | null {
   const need: [string, string[]][] = [['qemu-system-x86_64', ['--version']], ['etcd', ['--version']], ['/bin/busybox', ['true']]];
   if (opts.server === 'ganesha') need.push(['ganesha.nfsd', ['-v']]);
+  // NFSv3: ganesha registers with an rpcbind the lab starts for it (the rpcbind package, a dependency of nfs-common).
+  if (opts.nfsVersion === '3') need.push(['rpcbind', ['-Z']], ['rpcinfo', []]);
   else need.push(['mkfs.ext4', ['-V']], ['debugfs', ['-V']]);
   for (const [bin, args] of need) {
     const r = spawnSync(bin, args, { stdio: 'ignore' });
