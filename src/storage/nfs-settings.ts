@@ -80,11 +80,27 @@ export function judgeNfsSettings(mount: MountInfo, stats: MountStats | null, own
     ? { setting: 'hard', verdict: 'fail', summary: "mounted 'soft': a slow server becomes an I/O error mid-COMMIT", advice: "mount with 'hard'" }
     : { setting: 'hard', verdict: 'ok', summary: "'hard': requests are retried, never failed, while the server is away", advice: null });
   const vers = String(opt('vers') ?? (mount.fsType === 'nfs4' ? '4' : '3'));
-  out.push(/^4(\.[12])?$/.test(vers)
+  const ll = opt('local_lock');
+  const localLocks = Boolean(opt('nolock')) || ll === 'posix' || ll === 'all';
+  const v4 = /^4(\.[12])?$/.test(vers);
+  out.push(v4
     ? { setting: 'vers', verdict: vers === '4' || vers === '4.0' ? 'warn' : 'ok', summary: `NFS version ${vers}`, advice: vers === '4' || vers === '4.0' ? 'use vers=4.1 or 4.2 (sessions: exactly-once semantics for retried requests)' : null }
-    : { setting: 'vers', verdict: 'warn', summary: `NFS version ${vers}: locks go through the separate NLM/statd services`, advice: 'use vers=4.1 or 4.2' });
+    : {
+      setting: 'vers', verdict: 'warn',
+      summary: `NFS version ${vers}: no sessions (a retried request may run twice)${localLocks ? '' : ', locks go through the separate NLM/statd services'}`,
+      advice: 'use vers=4.1 or 4.2',
+    });
   const ac = ['acregmin', 'acregmax', 'acdirmin', 'acdirmax'].map((k) => Number(opt(k) ?? NaN));
-  if (opt('noac')) out.push({ setting: 'actimeo', verdict: 'ok', summary: "'noac': no attribute caching (slowest, strictest)", advice: null });
+  if (opt('nocto')) {
+    // What keeps SQLite fresh then is that the Linux client drops the file's cached attributes and
+    // pages whenever a lock is taken, local (nolock) ones too: measured in the lab, not promised
+    // by other clients.
+    out.push({
+      setting: 'actimeo', verdict: 'warn',
+      summary: `'nocto': reopening the file does not revalidate it (attribute cache up to ${Number.isFinite(ac[1]) ? ac[1] : '?'} s); only SQLite's locks make the client drop cached pages`,
+      advice: "mount without 'nocto' (close-to-open revalidation)",
+    });
+  } else if (opt('noac')) out.push({ setting: 'actimeo', verdict: 'ok', summary: "'noac': no attribute caching (slowest, strictest)", advice: null });
   else if (ac.every(Number.isFinite)) {
     out.push({
       setting: 'actimeo', verdict: 'ok',
@@ -96,12 +112,13 @@ export function judgeNfsSettings(mount: MountInfo, stats: MountStats | null, own
   out.push(lc === 'none' || lc === 'pos' || lc === 'positive'
     ? { setting: 'lookupcache', verdict: 'ok', summary: `lookupcache=${lc}: a journal another host deleted or created is seen at once`, advice: null }
     : { setting: 'lookupcache', verdict: 'warn', summary: 'lookupcache=all (default): a negative lookup of the journal may be cached for up to acdirmax', advice: "mount with 'lookupcache=positive' so a hot journal left by another host is always found" });
-  const ll = opt('local_lock');
-  out.push(opt('nolock') || ll === 'posix' || ll === 'all'
+  out.push(localLocks
     ? { setting: 'locks', verdict: 'warn', summary: `${opt('nolock') ? 'nolock' : `local_lock=${ll}`}: POSIX locks stay on this host (sqlite-ha runs lockless)`, advice: "remount with 'local_lock=none' to let SQLite's locks cross hosts" }
     : { setting: 'locks', verdict: 'ok', summary: 'local_lock=none: POSIX locks reach the server and every host', advice: null });
   const deleg = stats?.ops.DELEGRETURN ?? null;
-  out.push(deleg === null
+  out.push(!v4
+    ? { setting: 'delegations', verdict: 'ok', summary: `NFS version ${vers} has no delegations`, advice: null }
+    : deleg === null
     ? { setting: 'delegations', verdict: 'ok', summary: 'delegations: not visible (no mountstats)', advice: null }
     : deleg > 0
       ? { setting: 'delegations', verdict: 'warn', summary: `the server hands out delegations (${deleg} returned so far)`, advice: 'safe only while every host reaches the server; turn them off on the server (ganesha Delegations = false, knfsd: fs.leases-enable = 0) if hosts can be cut off' }
@@ -109,8 +126,10 @@ export function judgeNfsSettings(mount: MountInfo, stats: MountStats | null, own
   if (ownerUid !== null && NOBODY_UIDS.has(ownerUid) && euid === 0) {
     out.push({
       setting: 'idmapping', verdict: 'warn',
-      summary: `the file is owned by uid ${ownerUid} (nobody) as this host sees it: NFSv4 owner names are not mapped`,
-      advice: "run nfsidmap/idmapd with one domain on server and clients, or make the server send numeric ids (ganesha: Only_Numeric_Owners = true); SQLite running as root chowns its journal to the owner it sees",
+      summary: v4
+        ? `the file is owned by uid ${ownerUid} (nobody) as this host sees it: NFSv4 owner names are not mapped`
+        : `the file is owned by uid ${ownerUid} (nobody): NFSv3 sends numeric ids, so the server squashes root`,
+      advice: !v4 ? "export with no_root_squash (knfsd) or Squash = No_Root_Squash (ganesha), or run as a user the server maps" : "run nfsidmap/idmapd with one domain on server and clients, or make the server send numeric ids (ganesha: Only_Numeric_Owners = true); SQLite running as root chowns its journal to the owner it sees",
     });
   } else {
     out.push({ setting: 'idmapping', verdict: 'ok', summary: ownerUid === null ? 'owner not checked' : `owner uid ${ownerUid} maps to a real user`, advice: null });

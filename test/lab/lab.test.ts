@@ -114,6 +114,17 @@ describe('lab checks (pure)', () => {
     expect(c).toMatch(/Squash = No_Root_Squash;/);
     expect(c).toMatch(/Path = \/x\/export;/);
   });
+
+  test('ganesha config with NFSv3: v3 and v4 on the loopback, MOUNT on the port asked for over TCP, no NLM, v3 mounts by the pseudo path', () => {
+    const c = ganeshaConfig({ exportDir: '/x/export', port: 40123, leaseSeconds: 20, recoveryDir: '/x/rec', nfsv3: true, mntPort: 40124 });
+    expect(c.match(/Protocols = 3, 4;/g)).toHaveLength(2); // server and export
+    expect(c).toMatch(/MNT_Port = 40124;/);
+    expect(c).toMatch(/Enable_UDP = false;/);
+    expect(c).toMatch(/Enable_NLM = false;/);
+    expect(c).toMatch(/Mount_Path_Pseudo = true;/);
+    expect(c).toMatch(/Bind_addr = 127\.0\.0\.1;/);
+    expect(ganeshaConfig({ exportDir: '/x/export', port: 40123, leaseSeconds: 20, recoveryDir: '/x/rec' })).not.toMatch(/MNT_Port|Protocols = 3/);
+  });
 });
 
 describe('lab run (real VMs)', () => {

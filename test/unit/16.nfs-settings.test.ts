@@ -34,9 +34,46 @@ test('bad settings each get their own verdict', () => {
   const stats = parseMountStats(captured.replace('DELEGRETURN: 0', 'DELEGRETURN: 4'))[0];
   stats.options = {}; // the mounts line decides
   const r = verdicts(judgeNfsSettings(mount, stats, 1000, 1000));
-  expect(r).toEqual({ hard: 'fail', vers: 'warn', actimeo: 'ok', lookupcache: 'ok', locks: 'warn', delegations: 'warn', idmapping: 'ok' });
+  // NFSv3 has no delegations, whatever the counters say; on NFSv4 returned ones warn.
+  expect(r).toEqual({ hard: 'fail', vers: 'warn', actimeo: 'ok', lookupcache: 'ok', locks: 'warn', delegations: 'ok', idmapping: 'ok' });
+  expect(verdicts(judgeNfsSettings(parseMounts('srv:/e /m nfs4 rw,vers=4.1,hard 0 0')[0], stats, 1000, 1000)).delegations).toBe('warn');
   const ll = verdicts(judgeNfsSettings(parseMounts('srv:/e /m nfs4 rw,vers=4.2,hard,local_lock=all 0 0')[0], null, null, 0));
   expect(ll.locks).toBe('warn');
   expect(ll.vers).toBe('ok');
   expect(ll.delegations).toBe('ok');
+});
+
+// Captured in the lab on NFSv3 (`npm run lab -- --nfs-version 3 --scenario bank`): ganesha, the
+// guest mounted with vers=3,hard,nolock,proto=tcp,port=…,mountport=…,mountproto=tcp.
+const capturedV3 = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'nfs', 'mountstats-ganesha-v3.txt'), 'utf8');
+const mountLineV3 = '10.0.2.2:/export /mnt/nfs nfs rw,relatime,vers=3,rsize=1048576,wsize=1048576,namlen=255,hard,nolock,proto=tcp,port=42255,timeo=600,retrans=2,sec=sys,mountaddr=10.0.2.2,mountvers=3,mountport=32775,mountproto=tcp,local_lock=all,addr=10.0.2.2 0 0';
+
+test('an NFSv3 mount with nolock: v3 warns, locks stay local (lockless), no delegations in v3, no NFSv4 lease', () => {
+  const m = parseMountStats(capturedV3);
+  expect(m).toHaveLength(1);
+  expect(m[0].options).toMatchObject({ vers: '3', hard: true, nolock: true, local_lock: 'all', acregmin: '3' });
+  expect(m[0].leaseTimeS).toBeNull();
+  expect(m[0].ops.DELEGRETURN).toBeUndefined();
+  expect(m[0].ops.WRITE).toBeGreaterThan(0);
+  const mount = parseMounts(mountLineV3)[0];
+  const r = judgeNfsSettings(mount, m[0], 0, 0);
+  expect(verdicts(r)).toEqual({ hard: 'ok', vers: 'warn', actimeo: 'ok', lookupcache: 'warn', locks: 'warn', delegations: 'ok', idmapping: 'ok' });
+  const by = Object.fromEntries(r.map((s) => [s.setting, s.summary]));
+  expect(by.vers).toMatch(/^NFS version 3: no sessions/);
+  expect(by.vers).not.toMatch(/NLM/); // nolock: no lock service is involved
+  expect(by.locks).toMatch(/lockless/);
+  expect(by.delegations).toMatch(/no delegations/);
+});
+
+test('NFSv3 nocto with a long attribute cache warns on actimeo; a squashed owner on v3 names root squashing', () => {
+  const stats = parseMountStats(capturedV3)[0];
+  stats.options = { ...stats.options, nocto: true, acregmin: '600', acregmax: '600', acdirmin: '600', acdirmax: '600' };
+  const mount = parseMounts('10.0.2.2:/export /mnt/nfs nfs rw,vers=3,hard,nocto,nolock,local_lock=all 0 0')[0];
+  const r = judgeNfsSettings(mount, stats, 4294967294, 0);
+  const ac = r.find((s) => s.setting === 'actimeo')!;
+  expect(ac.verdict).toBe('warn');
+  expect(ac.summary).toMatch(/'nocto'.*600 s/);
+  const id = r.find((s) => s.setting === 'idmapping')!;
+  expect(id.verdict).toBe('warn');
+  expect(id.summary).toMatch(/squashes root/);
 });

@@ -19,6 +19,8 @@ import { RunState } from './state';
 import { Vm } from './vm';
 
 export type ServerKind = 'ganesha' | 'knfsd';
+export type NfsVersion = '3' | '4.1';
+export const NFS_VERSIONS: readonly NfsVersion[] = ['3', '4.1'];
 
 /**
  * Timing of every node, sized for TCG on a shared 2-core host (JavaScript runs 50-100x slower
@@ -50,8 +52,10 @@ export const DB_NAME = 'lab.db';
 export interface LabSetup {
   server: ServerKind;
   nodes: number;
-  /** Extra mount options for the clients (e.g. 'nolock'), after vers=4.1,hard. */
+  /** Extra mount options for the clients (e.g. 'nolock'), after vers=…,hard,port=…. */
   mountOptions?: string;
+  /** NFS protocol version of the client mounts (3: ganesha only, without NLM, so mounted nolock). */
+  nfsVersion: NfsVersion;
   memoryMb?: number;
   log: (msg: string) => void;
   keep: boolean;
@@ -95,6 +99,8 @@ export class Lab {
   etcd: EtcdCluster | null = null;
   ganesha: Ganesha | null = null;
   nfsPort = 0;
+  /** NFSv3 MOUNT service port (0 on NFSv4). */
+  mntPort = 0;
   initramfs = '';
   private diskImage = '';
   private readonly listeners = new Set<(n: NodeState, e: WorkerEvent) => void>();
@@ -143,11 +149,14 @@ export class Lab {
     this.log(`etcd ${this.etcd.endpoints[0]} (guests reach it through one relay each at 10.0.2.2)`);
     if (this.setup.server === 'ganesha') {
       this.nfsPort = await freePort();
+      const nfsv3 = this.setup.nfsVersion === '3';
+      if (nfsv3) this.mntPort = await freePort();
       this.ganesha = new Ganesha(this.state, {
         dir: path.join(this.dir, 'ganesha'), port: this.nfsPort, leaseSeconds: NFS_LEASE_SECONDS, delegations: this.setup.delegations,
+        nfsv3, mntPort: this.mntPort,
       });
       await this.ganesha.start();
-      this.log(`nfs-ganesha on 127.0.0.1:${this.nfsPort}, export ${this.ganesha.exportDir}`);
+      this.log(`nfs-ganesha on 127.0.0.1:${this.nfsPort}${nfsv3 ? ` (NFSv3 too, MOUNT on ${this.mntPort})` : ''}, export ${this.ganesha.exportDir}`);
     } else {
       await this.startKnfsd();
     }
@@ -186,7 +195,16 @@ export class Lab {
 
   /** Mount options of the client VMs. */
   get mountOptions(): string {
-    return ['vers=4.1', 'hard', `port=${this.nfsPort}`, ...(this.setup.mountOptions ? [this.setup.mountOptions] : [])].join(',');
+    // NFSv3 without rpcbind in the guest: the ports are given, and without NLM (no rpc.statd in
+    // the guest, none on the server) locks can only be local: nolock.
+    const base = this.setup.nfsVersion === '3'
+      ? ['vers=3', 'hard', 'nolock', 'proto=tcp', `port=${this.nfsPort}`, `mountport=${this.mntPort}`, 'mountproto=tcp']
+      : ['vers=4.1', 'hard', `port=${this.nfsPort}`];
+    return [...base, ...(this.setup.mountOptions ? [this.setup.mountOptions] : [])].join(',');
+  }
+
+  get fsType(): 'nfs' | 'nfs4' {
+    return this.setup.nfsVersion === '3' ? 'nfs' : 'nfs4';
   }
 
   private async bootClient(i: number): Promise<void> {
@@ -195,9 +213,9 @@ export class Lab {
     await relay.listen();
     this.relays.set(vm, relay);
     await this.bootVm(vm, [
-      'modprobe nfsv4',
+      this.setup.nfsVersion === '3' ? 'modprobe nfsv3' : 'modprobe nfsv4',
       `mkdir -p ${MOUNT_POINT}`,
-      `mount -t nfs4 -o ${this.mountOptions} 10.0.2.2:${this.exportPath} ${MOUNT_POINT}`,
+      `mount -t ${this.fsType} -o ${this.mountOptions} 10.0.2.2:${this.exportPath} ${MOUNT_POINT}`,
     ]);
     this.nodes.push({
       index: i, nodeId: `n${i}`, vm, incarnation: 0, running: false, paused: false, leaseHeld: false, acquiredAt: 0,
@@ -471,6 +489,7 @@ export class Lab {
     await Promise.all(this.nodes.map(async (n) => {
       if (!this.control.agent(n.vm)) return;
       const text = await this.guestExec(n.vm, ['cat', '/proc/self/mountstats'], 30000).catch(() => '');
+      fs.writeFileSync(path.join(this.dir, n.vm, 'mountstats.txt'), text); // kept with --keep: the evidence behind the counts
       const m = parseMountStats(text).find((x) => x.mountPoint === MOUNT_POINT);
       if (!m) return;
       const keep = ['OPEN', 'CLOSE', 'LOCK', 'LOCKU', 'GETATTR', 'READ', 'WRITE', 'COMMIT', 'DELEGRETURN', 'SETATTR'];
@@ -493,6 +512,22 @@ export class Lab {
         .then((out) => JSON.parse(out.trim().split('\n').pop()!));
     const [, tried] = await Promise.all([run(a.vm, 'hold'), run(b.vm, 'try')]);
     return { holder: a.vm, other: b.vm, whileHeld: tried.whileHeld, afterRelease: tried.afterRelease };
+  }
+
+  /**
+   * Does this mount serve a stale view? A file written in the first client VM and read there
+   * (cached), rewritten (same size) in the second, then read again in the first: plainly, and
+   * under a (local, with nolock) flock (util-linux), which the Linux client treats as a cache coherency point.
+   */
+  async cacheProbe(): Promise<{ before: string; plainRead: string; underLock: string }> {
+    const [a, b] = this.nodes;
+    const f = `${MOUNT_POINT}/cache-probe.txt`;
+    const sh = (vm: string, cmd: string) => this.guestExec(vm, ['/bin/sh', '-c', cmd], 60000).then((o) => o.trim());
+    const before = await sh(a.vm, `printf old-view > ${f}; cat ${f}`);
+    await sh(b.vm, `cat ${f} >/dev/null; printf new-view > ${f}`);
+    const plainRead = await sh(a.vm, `cat ${f}`);
+    const underLock = await sh(a.vm, `flock -s ${f} cat ${f}`);
+    return { before, plainRead, underLock };
   }
 
   /** `sqlite-ha doctor --json` on the database in a client VM (a real NFS mount), parsed. */

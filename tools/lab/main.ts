@@ -19,7 +19,7 @@ import { ChaosReport, formatReport } from '../chaos/report';
 import { contractViolations, counterCheck, countHandovers, freshViolations, handoverTimes, LabViolation, storageFaults } from './checks';
 import { open } from '../../src/index';
 import { setupTransaction } from '../chaos/schema';
-import { BenchSide, DB_NAME, Lab, LAB_TIMING, MOUNT_POINT, NFS_LEASE_SECONDS, ServerKind, setLabTtl } from './lab';
+import { BenchSide, DB_NAME, Lab, LAB_TIMING, MOUNT_POINT, NFS_LEASE_SECONDS, NFS_VERSIONS, NfsVersion, ServerKind, setLabTtl } from './lab';
 import { BANK, runScenario, Scenario, SCENARIOS } from './scenarios';
 
 export interface LabOptions {
@@ -42,7 +42,20 @@ export interface LabOptions {
   ttlMs: number;
   /** ganesha: hand out NFSv4 delegations (knfsd always may). */
   delegations: boolean;
+  nfsVersion: NfsVersion;
+  /** The workers' `locks` option ('auto' unless forced). */
+  locks: LocksChoice;
 }
+
+type LocksChoice = 'auto' | 'trusted' | 'none';
+
+/**
+ * stale-cache: NFSv3 with no lock requests to the server (nolock), no close-to-open revalidation
+ * and a 10-minute attribute cache, so a host's page cache serves views from before the other
+ * host's commits (the cache probe shows it for reads outside a lock); with locks 'trusted' forced
+ * (the etcd lease still serializes writers). The scenario forces --nfs-version 3.
+ */
+export const STALE_CACHE_MOUNT_OPTIONS = 'nocto,actimeo=600';
 
 function intFlag(min: number, max: number) {
   return (t: string): number => {
@@ -67,6 +80,8 @@ export function parseArgs(argv: string[]): LabOptions {
     .option('--lock-probe', 'before the workload: BEGIN EXCLUSIVE held on the first client VM, tried on the second (SQLITE_BUSY expected when locks cross hosts)', false)
     .option('--doctor', 'run sqlite-ha doctor on the database in the last client VM at the end', false)
     .option('--mount-options <opts>', 'extra NFS mount options for the clients (e.g. nolock, local_lock=all)')
+    .option('--nfs-version <v>', 'NFS version of the client mounts: 4.1, or 3 (ganesha only; mounted nolock: no NLM in the lab)', '4.1')
+    .option('--locks <mode>', "the workers' locks option: auto | trusted | none (stale-cache: trusted)")
     .option('--max-vms <n>', 'refuse to run more VMs at once than this (CPU is shared)', intFlag(1, 12), 3)
     .option('--report <file>', 'also write the JSON report here')
     .option('--keep', 'keep the run directory (histories, logs, the database)', false)
@@ -82,6 +97,15 @@ export function parseArgs(argv: string[]): LabOptions {
   }
   const o = p.opts();
   if (o.server !== 'ganesha' && o.server !== 'knfsd') throw new UsageError(`--server ${o.server}: expected ganesha or knfsd`);
+  if (o.scenario === 'stale-cache') {
+    o.nfsVersion = '3';
+    o.locks ??= 'trusted';
+    o.mountOptions ??= STALE_CACHE_MOUNT_OPTIONS;
+    if (o.nodes < 2) throw new UsageError('--scenario stale-cache needs --nodes 2 or more (writers alternating)');
+  }
+  if (!NFS_VERSIONS.includes(o.nfsVersion)) throw new UsageError(`--nfs-version ${o.nfsVersion}: expected ${NFS_VERSIONS.join(' or ')}`);
+  if (o.nfsVersion === '3' && o.server !== 'ganesha') throw new UsageError('--nfs-version 3 is served by ganesha only in the lab');
+  if (o.locks !== undefined && !['auto', 'trusted', 'none'].includes(o.locks)) throw new UsageError(`--locks ${o.locks}: expected auto, trusted or none`);
   if (!SCENARIOS.includes(o.scenario)) throw new UsageError(`--scenario ${o.scenario}: expected ${SCENARIOS.join(', ')}`);
   const vms = o.nodes + (o.server === 'knfsd' ? 1 : 0);
   if (vms > o.maxVms) throw new UsageError(`${vms} VMs (${o.nodes} clients${o.server === 'knfsd' ? ' + the knfsd VM' : ''}) exceed --max-vms ${o.maxVms}`);
@@ -93,6 +117,7 @@ export function parseArgs(argv: string[]): LabOptions {
     seed: o.seed ?? Math.floor(Math.random() * 2 ** 31), keep: Boolean(o.keep), failover: Boolean(o.failover),
     mountOptions: o.mountOptions ?? null, report: o.report ?? null, quiet: Boolean(o.quiet), maxVms: o.maxVms,
     delegations: Boolean(o.delegations), ttlMs: o.ttl, doctor: Boolean(o.doctor), lockProbe: Boolean(o.lockProbe),
+    nfsVersion: o.nfsVersion, locks: o.locks ?? 'auto',
   };
 }
 
@@ -102,6 +127,9 @@ export interface LabReport extends ChaosReport {
   lab: {
     server: ServerKind;
     scenario: Scenario;
+    nfsVersion: NfsVersion;
+    /** The workers' locks option. */
+    locksOption: LocksChoice;
     kernel: string;
     mountOptions: string;
     /** The options as the kernel applied them (/proc/mounts in the first client). */
@@ -114,12 +142,16 @@ export interface LabReport extends ChaosReport {
     counter: ReturnType<typeof counterCheck>['stats'];
     rawErrors: Record<string, number>;
     storageFaults: Record<string, number>;
+    /** Failed writes by error code (the stale-cache scenario: SQLITE_HA_STALE_VIEW = a stale view refused). */
+    failuresByCode: Record<string, number>;
     /** Per client VM: NFS operations on the mount (mountstats). */
     nfsOps: Record<string, Record<string, number>>;
     /** --scenario bench: ratios with targets and verdicts. */
     bench: BenchFigure[] | null;
     /** BEGIN EXCLUSIVE on one VM vs another (--lock-probe). */
     lockProbe: { holder: string; other: string; whileHeld: string; afterRelease: string } | null;
+    /** stale-cache: a file rewritten by one VM, read by another plainly and under a lock. */
+    cacheProbe: { before: string; plainRead: string; underLock: string } | null;
     /** sqlite-ha doctor run in the last client VM on the database (--doctor). */
     doctor: { vm: string; findings: { check: string; verdict: string; summary: string }[] } | null;
     clock: { maxOffsetMs: number; maxRttMs: number };
@@ -133,22 +165,31 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
     if (!opts.quiet) process.stderr.write(`[lab +${((Date.now() - started) / 1000).toFixed(1)}s] ${m}\n`);
   };
   setLabTtl(opts.ttlMs);
-  const lab = new Lab({ server: opts.server, nodes: opts.nodes, mountOptions: opts.mountOptions ?? undefined, log, keep: opts.keep, delegations: opts.delegations });
+  const lab = new Lab({
+    server: opts.server, nodes: opts.nodes, mountOptions: opts.mountOptions ?? undefined, log, keep: opts.keep, delegations: opts.delegations,
+    nfsVersion: opts.nfsVersion,
+  });
   try {
     log(`run dir ${lab.dir}; seed ${opts.seed}; timing ${JSON.stringify(LAB_TIMING)}`);
     await lab.start();
-    const setupLocks = await writeSetup(lab);
     // What the kernel made of the mount options (on NFSv4 `nolock` is ignored: locks still reach
     // the server): local_lock=all|posix in the effective options means locks stay on each host.
     const effective = await lab.guestExec(lab.nodes[0].vm, ['cat', '/proc/mounts'], 30000)
       .then((t) => t.split('\n').find((l) => l.split(' ')[1] === MOUNT_POINT)?.split(' ')[3] ?? '').catch(() => '');
-    const locksExpected = /(^|,)local_lock=(all|posix)(,|$)/.test(effective) ? 'none' : 'trusted';
+    const locksExpected = opts.locks !== 'auto' ? opts.locks : /(^|,)(nolock|local_lock=(all|posix))(,|$)/.test(effective) ? 'none' : 'trusted';
     log(`effective mount options in ${lab.nodes[0].vm}: ${effective}`);
+    // The setup opens in the mode the workers will be in: etcd records it, and a node in another mode is refused.
+    const setupLocks = await writeSetup(lab, locksExpected);
     let lockProbe: LabReport['lab']['lockProbe'] = null;
     if (opts.lockProbe) {
       log('lock probe: BEGIN EXCLUSIVE held on one VM, tried on another');
       lockProbe = await lab.lockProbe();
       log(`lock probe: while held ${lockProbe.whileHeld}, after release ${lockProbe.afterRelease}`);
+    }
+    let cacheProbe: LabReport['lab']['cacheProbe'] = null;
+    if (opts.scenario === 'stale-cache') {
+      cacheProbe = await lab.cacheProbe();
+      log(`cache probe: ${lab.nodes[0].vm} read '${cacheProbe.before}', ${lab.nodes[1].vm} rewrote it; ${lab.nodes[0].vm} then read '${cacheProbe.plainRead}' plainly, '${cacheProbe.underLock}' under a lock`);
     }
     let throughput: { writes: BenchSide; reads: BenchSide; locks: string } | null = null;
     if (opts.scenario === 'bench') {
@@ -156,7 +197,7 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
       throughput = await lab.benchInGuest(lab.nodes[0].vm, 8000, 2);
       log(`bench: writes ${throughput.writes.ratio.toFixed(3)}, reads ${throughput.reads.ratio.toFixed(3)}`);
     }
-    const res = await runScenario(lab, { scenario: opts.scenario, durationMs: opts.durationMs, seed: opts.seed, failover: opts.failover });
+    const res = await runScenario(lab, { scenario: opts.scenario, durationMs: opts.durationMs, seed: opts.seed, failover: opts.failover, locks: opts.locks });
     log('stopping workers');
     await lab.stopWorkers(LAB_TIMING.acquireTimeoutMs);
     const lastVm = lab.nodes[lab.nodes.length - 1].vm;
@@ -179,7 +220,8 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
     const contract = contractViolations(hist.ops);
     const counter = counterCheck(hist.ops, finalDb);
     const handovers = countHandovers(lab.acquisitions);
-    const nfsFaults = res.faults.some((f) => f.kind === 'nfs');
+    // stale-cache makes stale views on purpose: a refused one (typed) is the expected outcome there.
+    const nfsFaults = res.faults.some((f) => f.kind === 'nfs') || opts.scenario === 'stale-cache';
     const labViolations: LabViolation[] = [...contract.violations, ...freshViolations(hist.ops, nfsFaults), ...counter.violations];
     // bank writes on the first half of the nodes only: with 2 nodes one writer, no hand-over to expect.
     const writers = opts.scenario === 'bank' ? Math.ceil(opts.nodes / 2) : opts.nodes;
@@ -217,7 +259,7 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
       seed: opts.seed,
       durationMs: opts.durationMs,
       nodes: opts.nodes,
-      fs: `nfs4 (${opts.server})`,
+      fs: `${lab.fsType} v${opts.nfsVersion} (${opts.server})`,
       locks: { expected: locksExpected, setup: setupLocks, nodeStarts: locksSeen },
       faultKinds: [...new Set(res.faults.map((f) => f.kind))] as never,
       startedAt: new Date(started).toISOString(),
@@ -234,12 +276,13 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
       historyLinesSkipped: hist.skipped.length,
       errors: res.harnessErrors,
       lab: {
-        server: opts.server, scenario: opts.scenario, kernel: lab.kernel.version, mountOptions: lab.mountOptions, effectiveMountOptions: effective,
+        server: opts.server, scenario: opts.scenario, nfsVersion: opts.nfsVersion, locksOption: opts.locks, kernel: lab.kernel.version, mountOptions: lab.mountOptions, effectiveMountOptions: effective,
         timing: { ...LAB_TIMING }, nfsLeaseSeconds: NFS_LEASE_SECONDS, handovers,
         delegations: opts.server === 'knfsd' ? 'knfsd default (read delegations)' : opts.delegations ? 'ganesha on' : 'ganesha off',
         failoverMs: res.failoverMs.map((f) => ({ ...f, ttlMultiple: Math.round((f.ms / LAB_TIMING.leaseTtlMs) * 100) / 100 })),
         counter: counter.stats, rawErrors: contract.rawByCode, storageFaults: storageFaults(hist.ops).byCode, nfsOps,
-        doctor: doctor ? { vm: lastVm, findings: doctor } : null, lockProbe, bench, clock, violations: labViolations,
+        failuresByCode: failuresByCode(hist.ops),
+        doctor: doctor ? { vm: lastVm, findings: doctor } : null, lockProbe, cacheProbe, bench, clock, violations: labViolations,
       },
     };
     if (!ok) lab.setup.keep = true;
@@ -263,6 +306,13 @@ export interface BenchFigure {
   target: { op: '>=' | '<='; value: number };
   verdict: 'PASS' | 'MISS' | 'NO DATA';
   note?: string;
+}
+
+/** Failed or unknown (not crashed) operations, counted by error code. */
+function failuresByCode(ops: { outcome: string; crashed?: boolean; error?: { code: string } | null }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const o of ops) if (o.outcome !== 'ok' && !o.crashed && o.error) out[o.error.code] = (out[o.error.code] ?? 0) + 1;
+  return out;
 }
 
 function median(xs: number[]): number | null {
@@ -298,10 +348,10 @@ export function benchFigures(
  * The schema and accounts, written through the library: on ganesha from the host straight into the
  * export directory (no client has the file open yet; saves a guest node start), on knfsd from c1.
  */
-async function writeSetup(lab: Lab): Promise<string> {
+async function writeSetup(lab: Lab, mode: 'trusted' | 'none'): Promise<string> {
   if (lab.ganesha) {
     const db = await open(path.join(lab.ganesha.exportDir, DB_NAME), {
-      coordinator: { kind: 'etcd', endpoints: lab.etcd!.endpoints, prefix: lab.prefix }, nodeId: 'setup', ...LAB_TIMING,
+      coordinator: { kind: 'etcd', endpoints: lab.etcd!.endpoints, prefix: lab.prefix }, nodeId: 'setup', ...LAB_TIMING, locks: mode,
     });
     await db.write((c) => setupTransaction(c, BANK));
     const locks = db.locks;
@@ -311,7 +361,7 @@ async function writeSetup(lab: Lab): Promise<string> {
   }
   const c1 = lab.nodes[0];
   const out = await lab.guestExec(c1.vm, ['node', path.resolve(__dirname, 'guest-setup.js'), JSON.stringify({
-    db: lab.dbPathInGuest, endpoints: lab.guestEndpoints(c1.vm), prefix: lab.prefix, bank: BANK, ...LAB_TIMING,
+    db: lab.dbPathInGuest, endpoints: lab.guestEndpoints(c1.vm), prefix: lab.prefix, bank: BANK, ...LAB_TIMING, locks: mode,
   })], 300000);
   const locks = JSON.parse(out.trim().split('\n').pop()!).locks as string;
   lab.log(`setup written through the library from ${c1.vm} (locks '${locks}')`);
@@ -322,7 +372,7 @@ export function formatLabReport(r: LabReport): string {
   const l = r.lab;
   const head = [
     `sqlite-ha NFS lab: scenario ${l.scenario}, server ${l.server}, ${r.nodes} client VM(s) (QEMU TCG, kernel ${l.kernel}), seed ${r.seed}`,
-    `  mount: nfs4 -o ${l.mountOptions}; server NFSv4 lease ${l.nfsLeaseSeconds} s; delegations ${l.delegations}`,
+    `  mount: ${l.nfsVersion === '3' ? 'nfs' : 'nfs4'} -o ${l.mountOptions}; workers' locks option '${l.locksOption}'; server NFSv4 lease ${l.nfsLeaseSeconds} s; delegations ${l.delegations}`,
     `  timing (sized for TCG): leaseTtlMs ${l.timing.leaseTtlMs}, safetyMarginMs ${l.timing.safetyMarginMs}, rpcTimeoutMs ${l.timing.rpcTimeoutMs}, ` +
       `idleReleaseMs ${l.timing.idleReleaseMs}, acquireTimeoutMs ${l.timing.acquireTimeoutMs}, busyTimeoutMs ${l.timing.busyTimeoutMs}`,
     `  guest clocks: max offset ${l.clock.maxOffsetMs} ms to the host (corrected in the histories; sample round trip ≤ ${l.clock.maxRttMs} ms)`,
@@ -331,9 +381,11 @@ export function formatLabReport(r: LabReport): string {
     `  handovers    lease moved between hosts ${l.handovers} time(s)`,
     `  counter      ${l.counter.rows} rows = ${l.counter.acked} acked + ${l.counter.unknownCommitted} unknown-committed (expected ${l.counter.expected})`,
     `  fresh        storage faults (typed): ${Object.entries(l.storageFaults).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
+    `  failures     failed or unknown operations by code: ${Object.entries(l.failuresByCode).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
     ...Object.entries(l.nfsOps).map(([vm, o]) => `  nfs ops      ${vm}: ${Object.entries(o).map(([k, n]) => `${k} ${n}`).join(' ')}`),
     ...(l.doctor ? l.doctor.findings.filter((f) => f.check === 'nfs' || f.check === 'locks' || f.check === 'filesystem' || f.check === 'doctor')
       .map((f) => `  doctor       ${l.doctor!.vm}: ${f.verdict.padEnd(4)} ${f.check}: ${f.summary}`) : []),
+    ...(l.cacheProbe ? [`  cache        a file rewritten on another VM read '${l.cacheProbe.plainRead}' plainly, '${l.cacheProbe.underLock}' under a lock (was '${l.cacheProbe.before}')`] : []),
     ...(l.lockProbe ? [`  locks        BEGIN EXCLUSIVE held on ${l.lockProbe.holder}: ${l.lockProbe.other} got ${l.lockProbe.whileHeld}, after the release ${l.lockProbe.afterRelease}`] : []),
     ...(l.bench ?? []).map((b) => `  bench        ${b.label.padEnd(44)} ${b.value === null ? '—' : b.value.toFixed(3)} (target ${b.target.op} ${b.target.value}) ${b.verdict}${b.note ? `; ${b.note}` : ''}`),
     `  contract     raw SQLite errors: ${Object.entries(l.rawErrors).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
@@ -347,6 +399,8 @@ export function formatLabReport(r: LabReport): string {
 function preflight(opts: LabOptions): string | null {
   const need: [string, string[]][] = [['qemu-system-x86_64', ['--version']], ['etcd', ['--version']], ['/bin/busybox', ['true']]];
   if (opts.server === 'ganesha') need.push(['ganesha.nfsd', ['-v']]);
+  // NFSv3: ganesha registers with an rpcbind the lab starts for it (the rpcbind package, a dependency of nfs-common).
+  if (opts.nfsVersion === '3') need.push(['rpcbind', ['-Z']], ['rpcinfo', []]);
   else need.push(['mkfs.ext4', ['-V']], ['debugfs', ['-V']]);
   for (const [bin, args] of need) {
     const r = spawnSync(bin, args, { stdio: 'ignore' });

@@ -13,13 +13,15 @@
  *   bench     (main.ts first measures throughput in one VM) counter with hand-overs and, with
  *             `failover`, one SIGKILL of the holder: hand-over and failover times as multiples of TTL
  *   chaos     counter+bank mix with a seeded series of process, etcd-link and NFS-server faults
+ *   stale-cache  counter on NFSv3 mounted nolock,nocto,actimeo=600 with locks 'trusted' forced
+ *             (main.ts sets the mount): hand-overs onto a client page cache that may be stale
  */
 import type { FaultRecord } from '../chaos/faults';
 import { Prng } from '../chaos/prng';
 import type { BankConfig } from '../chaos/schema';
 import { Lab, LAB_TIMING, NodeState } from './lab';
 
-export const SCENARIOS = ['counter', 'mix', 'bank', 'failover', 'zombie', 'chaos', 'bench'] as const;
+export const SCENARIOS = ['counter', 'mix', 'bank', 'failover', 'zombie', 'chaos', 'bench', 'stale-cache'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const BANK: BankConfig = { accounts: 5, initialBalance: 100 };
@@ -30,6 +32,8 @@ export interface ScenarioOptions {
   seed: number;
   /** counter: SIGKILL the holder's process once, half-way. */
   failover: boolean;
+  /** The workers' locks option. */
+  locks: 'auto' | 'trusted' | 'none';
 }
 
 /** A fault as the report shows it (the chaos FaultRecord, with lab fault types). */
@@ -52,6 +56,7 @@ function mixFor(s: Scenario, n: NodeState, nodes: number) {
     case 'bench':
     case 'failover':
     case 'zombie':
+    case 'stale-cache':
       return { append: 1, transfer: 0, read: 0 };
     case 'bank':
       return n.index <= Math.ceil(nodes / 2) ? { append: 0, transfer: 1, read: 0 } : { append: 0, transfer: 0, read: 1, linearizable: 0.6 };
@@ -65,7 +70,7 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
   const res: ScenarioResult = { faults: [], notes: [], failoverMs: [], harnessErrors: [] };
   const workerCfg = (n: NodeState) => ({
     bank: BANK, seed: o.seed, maxRunMs: o.durationMs + 240000, mix: mixFor(o.scenario, n, lab.nodes.length),
-    thinkMs: o.scenario === 'bank' ? 20 : 50,
+    thinkMs: o.scenario === 'bank' ? 20 : 50, locks: o.locks,
   });
   for (const n of lab.nodes) await lab.startWorker(n, workerCfg(n));
   // Warm-up: each node has completed one operation (and so opened the database through NFS).
@@ -113,7 +118,7 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
     await lab.startWorker(h, workerCfg(h));
   };
 
-  if (o.scenario === 'counter' || o.scenario === 'bank' || o.scenario === 'mix' || o.scenario === 'bench') {
+  if (o.scenario === 'counter' || o.scenario === 'stale-cache' || o.scenario === 'bank' || o.scenario === 'mix' || o.scenario === 'bench') {
     if (o.failover && lab.nodes.length > 1) {
       await sleep(Math.max(0, o.durationMs / 2 - (Date.now() - start)));
       await killHolder();
