@@ -151,8 +151,18 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
       const inTxn = lab.waitEvent((n, e) => n === h && e.ev === 'bulk-begin', 60000);
       await lab.signalWorker(h, 'SIGUSR2');
       const ev = await inTxn;
+      // The stop must land inside the transaction: a bulk-end (or an ack) of that operation before
+      // the SIGSTOP took effect means the test proved nothing (and the check would misfire).
+      let finishedFirst = false;
+      const offEnd = lab.on((n, e) => {
+        if (n === h && (e.ev === 'bulk-end' || e.ev === 'ack') && ev && String(e.id) === String(ev.e.id)) finishedFirst = true;
+      });
       await lab.signalWorker(h, 'SIGSTOP');
       const pausedAt = Date.now();
+      await sleep(2000); // events written before the stop are still in flight from the guest
+      offEnd();
+      if (!ev) res.harnessErrors.push('zombie: the holder never began the large transaction');
+      else if (finishedFirst) res.harnessErrors.push(`zombie: ${ev.e.id} finished its transaction before the SIGSTOP took effect`);
       const holdMs = LAB_TIMING.leaseTtlMs + LAB_TIMING.safetyMarginMs + 10000;
       const other = await lab.waitEvent((n, e) => n !== h && e.ev === 'ack', holdMs);
       await sleep(Math.max(0, pausedAt + holdMs - Date.now()));
