@@ -48,9 +48,12 @@ export class ScriptedCoordinator implements Coordinator {
   readonly leases: ScriptedLease[] = [];
   nextFence = 1;
   commit: CommitRecord | null = null;
+  /** Leases handed out from now on report another node waiting (hasWaiters). */
+  waitersOnNext = false;
 
   async acquire(): Promise<ScriptedLease> {
     const lease = new ScriptedLease(this.nextFence++, this.commit);
+    lease.hasWaiters = this.waitersOnNext;
     this.leases.push(lease);
     return lease;
   }

@@ -81,6 +81,24 @@ describe('commit records (H4)', () => {
     expect(storedMeta()).toEqual(before); // freshness is checked before the fence is raised
   });
 
+  // A client cache that stays stale for minutes (knfsd in the NFS lab) must not keep the other
+  // nodes from writing: with a waiter, the stale holder lets go long before acquireTimeoutMs.
+  // Without the yield this write reopens for 120 s and the test's own 20 s timeout fails it.
+  test('a stale view while another node waits: the lease is given up at once, not held until the deadline', async () => {
+    const { db, coord } = openScripted({ acquireTimeoutMs: 120000 });
+    await db.write((c) => c.exec('CREATE TABLE t (x)'));
+    await db.release();
+    const before = storedMeta();
+    coord.commit = { txid: 50, fence: 9, node: 'elsewhere', time: Date.now() };
+    coord.nextFence = 10;
+    coord.waitersOnNext = true;
+    const err = await db.write(() => 1).catch((e) => e);
+    expect(err).toBeInstanceOf(StaleViewError);
+    expect(err.outcome).toBe('not-committed');
+    expect(coord.last.valid).toBe(false);
+    expect(storedMeta()).toEqual(before);
+  }, 20000);
+
   test('an empty file where commits are published is not this database: refused, nothing written', async () => {
     const { db, coord } = openScripted();
     coord.commit = { txid: 50, fence: 9, node: 'elsewhere', time: Date.now() };
