@@ -3,11 +3,15 @@
  * unary call (docs/HAZARDS.md H6: a call without one against a stalled etcd hung for 6 s), one
  * retry on another member, a short circuit breaker, watches that reconnect quickly, and TLS where
  * a missing CA stays missing (grpc-js then uses the system roots; an empty one would trust nothing).
- * Also maps the library's etcd failures to CoordinatorUnavailableError.
+ * Also builds, from the same options, the JSON-gateway client that publishes commit records
+ * (gateway.ts), and maps the library's etcd failures to CoordinatorUnavailableError.
  */
+import * as http from 'http';
+import * as https from 'https';
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, Etcd3, IOptions, isRecoverableError } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, IPolicy, retry } from 'cockatiel';
 import { CoordinatorUnavailableError, SqliteHaError } from '../../errors';
+import { EtcdGateway } from './gateway';
 
 /** Where etcd is and how to authenticate: the library's resolved options and the CLI's settings both fit. */
 export interface EtcdConnection {
@@ -20,6 +24,23 @@ export interface EtcdConnection {
 /** A client whose unary calls all carry a deadline of `rpcTimeoutMs`; streams (watch, keep-alive) do not. */
 export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3 {
   return new Etcd3(etcdClientOptions(c, rpcTimeoutMs));
+}
+
+/**
+ * The JSON-gateway client for the commit record, on the same endpoints, TLS and auth as
+ * createEtcdClient(c) and with the same deadline; a CA left out means the system roots here too.
+ */
+export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): EtcdGateway {
+  const agent = c.tls
+    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined })
+    : new http.Agent({ keepAlive: true });
+  return new EtcdGateway({
+    endpoints: c.endpoints.map((e) => e.replace(/\/$/, '')),
+    agent,
+    auth: c.auth,
+    rpcTimeoutMs,
+    name: (err) => nameEndpoints(err, c.endpoints),
+  });
 }
 
 /** The etcd3 options createEtcdClient() uses (separate so that tests can inspect them). */
@@ -76,11 +97,15 @@ function namingEndpoints<P extends IPolicy<any, any>>(policy: P, endpoints: read
     try {
       return await policy.execute(fn, signal);
     } catch (err) {
-      if (err instanceof Error && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
-      throw err;
+      throw nameEndpoints(err, endpoints);
     }
   };
   return named;
+}
+
+function nameEndpoints<E>(err: E, endpoints: readonly string[]): E {
+  if (err instanceof Error && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
+  return err;
 }
 
 /** Wraps an etcd call: our own errors pass through, anything else becomes CoordinatorUnavailable. */

@@ -8,6 +8,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { CommitRecord, GatedLease } from '../types';
 import { etcdCall } from './client';
+import type { EtcdGateway } from './gateway';
 import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd, ReaderRecord } from './keys';
 import type { Held } from './mutex';
 import type { Session } from './session';
@@ -30,6 +31,8 @@ export class EtcdLease extends EventEmitter implements GatedLease {
 
   constructor(
     private readonly client: Etcd3,
+    /** Carries the commit record: the one call on every write's path (gateway.ts says why). */
+    private readonly gateway: EtcdGateway,
     private readonly keys: Keys,
     private readonly session: Session,
     private readonly held: Held,
@@ -103,8 +106,9 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       { request_put: { key: Buffer.from(this.keys.commit), value: Buffer.from(JSON.stringify(record)) } },
     ];
     if (options.openGate) success.push({ request_delete_range: { key: Buffer.from(this.keys.gate) } });
+    // Only while our own key exists: a lease lost meanwhile makes this fail (false), not overwrite.
     const res = await etcdCall('commit publish', () =>
-      this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
+      this.gateway.txn({ compare: [this.ownKeyExists], success, failure: [] }),
     );
     if (res.succeeded && options.openGate) this.gateRevision = null;
     if (res.succeeded) this.onPublished(record);
