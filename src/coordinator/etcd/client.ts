@@ -104,7 +104,8 @@ function namingEndpoints<P extends IPolicy<any, any>>(policy: P, endpoints: read
 }
 
 function nameEndpoints<E>(err: E, endpoints: readonly string[]): E {
-  if (err instanceof Error && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
+  // Not `instanceof Error`: node's own errors (sockets, TLS) may come from another realm (jest's vm).
+  if (typeof err === 'object' && err !== null && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
   return err;
 }
 
