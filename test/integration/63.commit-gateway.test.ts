@@ -4,7 +4,9 @@
  * skipped; an expired token is replaced; a lost lease fails the publish and leaves the new
  * holder's record alone (the fence compare, docs/HAZARDS.md H5).
  */
+import * as fs from 'fs';
 import { CoordinatorUnavailableError } from '../../src/errors';
+import type { ResolvedEtcdCoordinator } from '../../src/options';
 import { createEtcdGateway, EtcdConnection, isCredentialsRefusal, toCoordinatorError } from '../../src/coordinator/etcd/client';
 import { EtcdCoordinator } from '../../src/coordinator/etcd/coordinator';
 import type { EtcdGateway } from '../../src/coordinator/etcd/gateway';
@@ -41,7 +43,7 @@ afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
 });
 
-function coordinator(connection: Omit<EtcdConnection, 'endpoints'> & { endpoints: string[] }, prefix: string, nodeId: string): EtcdCoordinator {
+function coordinator(connection: Pick<ResolvedEtcdCoordinator, 'endpoints' | 'tls' | 'auth'>, prefix: string, nodeId: string): EtcdCoordinator {
   const c = new EtcdCoordinator({
     options: { kind: 'etcd', prefix, ...connection },
     name: 'gw.db', nodeId, leaseTtlMs: 5000, safetyMarginMs: 1000, rpcTimeoutMs: 3000,
@@ -130,7 +132,7 @@ test('a restarted member: the kept-alive connection it closed is replaced on the
 test('mutual TLS: the same CA and client certificate as the gRPC client; a wrong CA fails verification by name', async () => {
   const prefix = `/gw-${++run}`;
   const fx = tls.tls();
-  const read = (p: string) => require('fs').readFileSync(p) as Buffer;
+  const read = (p: string) => fs.readFileSync(p);
   const conn = { endpoints: tls.cluster().endpoints, tls: { ca: read(fx.ca.cert), cert: read(fx.client.cert), key: read(fx.client.key) }, auth: null };
   const a = coordinator(conn, prefix, 'a');
   const la = await a.acquire({ timeoutMs: 10000 });
