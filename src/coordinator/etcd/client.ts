@@ -8,6 +8,7 @@
  */
 import * as http from 'http';
 import * as https from 'https';
+import * as path from 'path';
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, Etcd3, IOptions, isRecoverableError } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, IPolicy, retry } from 'cockatiel';
 import { CoordinatorUnavailableError, SqliteHaError } from '../../errors';
@@ -32,7 +33,7 @@ export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3
  */
 export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): EtcdGateway {
   const agent = c.tls
-    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined })
+    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? grpcDefaultRoots() ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined })
     : new http.Agent({ keepAlive: true });
   return new EtcdGateway({
     endpoints: c.endpoints.map((e) => e.replace(/\/$/, '')),
@@ -41,6 +42,17 @@ export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): Etcd
     rpcTimeoutMs,
     name: (err) => nameEndpoints(err, c.endpoints),
   });
+}
+
+/**
+ * The roots grpc-js uses when no CA is given (its GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, read by
+ * grpc-js itself), or null for Node's bundled roots: both clients then trust the same CAs.
+ */
+function grpcDefaultRoots(): Buffer | null {
+  // etcd3's own copy of grpc-js (a dependency of etcd3, not of ours).
+  const helpers = require.resolve('@grpc/grpc-js/build/src/tls-helpers', { paths: [path.dirname(require.resolve('etcd3'))] });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require(helpers) as { getDefaultRootsData(): Buffer | null }).getDefaultRootsData();
 }
 
 /** The etcd3 options createEtcdClient() uses (separate so that tests can inspect them). */
