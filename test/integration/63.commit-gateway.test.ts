@@ -20,24 +20,31 @@ jest.setTimeout(60000);
 const plain = useEtcd();
 const tls = useTlsEtcd();
 let authed: EtcdCluster | null = null;
+/** TLS without client certificates (server authentication only), with auth on. */
+let serverTls: EtcdCluster | null = null;
 let run = 0;
 const closers: (() => Promise<void> | void)[] = [];
+
+const AUTH_SETUP = [
+  ['user', 'add', 'root', '--new-user-password=root-pw'],
+  ['role', 'add', 'app'],
+  ['role', 'grant-permission', 'app', '--prefix=true', 'readwrite', '/gw-auth/'],
+  ['user', 'add', 'app-node', '--new-user-password=app-secret-pw'],
+  ['user', 'grant-role', 'app-node', 'app'],
+  ['auth', 'enable'],
+];
 
 beforeAll(async () => {
   // Tokens unused for 1 s expire: the gateway's, idle between calls, goes invalid (its gRPC twin
   // is kept fresh by the lease keep-alives).
   authed = await EtcdCluster.start({ members: 1, extraArgs: ['--auth-token-ttl', '1'] });
-  for (const args of [
-    ['user', 'add', 'root', '--new-user-password=root-pw'],
-    ['role', 'add', 'app'],
-    ['role', 'grant-permission', 'app', '--prefix=true', 'readwrite', '/gw-auth/'],
-    ['user', 'add', 'app-node', '--new-user-password=app-secret-pw'],
-    ['user', 'grant-role', 'app-node', 'app'],
-    ['auth', 'enable'],
-  ]) authed.etcdctl(args);
+  const fx = tls.tls();
+  serverTls = await EtcdCluster.start({ members: 1, tls: { ca: fx.ca.cert, cert: fx.server.cert, key: fx.server.key, clientCertAuth: false } });
+  for (const c of [authed, serverTls]) for (const args of AUTH_SETUP) c.etcdctl(args);
 }, 60000);
 afterAll(async () => {
   await authed?.stop();
+  await serverTls?.stop();
 });
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
@@ -55,6 +62,7 @@ function coordinator(connection: Pick<ResolvedEtcdCoordinator, 'endpoints' | 'tl
 
 function gateway(connection: EtcdConnection, rpcTimeoutMs = 3000): EtcdGateway {
   const g = createEtcdGateway(connection, rpcTimeoutMs);
+  if (!g) throw new Error('no gateway for these options');
   closers.push(() => g.close());
   return g;
 }
@@ -129,28 +137,41 @@ test('a restarted member: the kept-alive connection it closed is replaced on the
   expect(plain.cluster().etcdctl(['get', '--print-value-only', `${prefix}/k`]).trim()).toBe('2');
 });
 
-test('mutual TLS: the same CA and client certificate as the gRPC client; a wrong CA fails verification by name', async () => {
-  const prefix = `/gw-${++run}`;
+test('mutual TLS (a client certificate): no gateway, the record stays on gRPC, and a lost lease still fails it', async () => {
   const fx = tls.tls();
-  const read = (p: string) => fs.readFileSync(p);
-  const conn = { endpoints: tls.cluster().endpoints, tls: { ca: read(fx.ca.cert), cert: read(fx.client.cert), key: read(fx.client.key) }, auth: null };
-  const a = coordinator(conn, prefix, 'a');
-  const la = await a.acquire({ timeoutMs: 10000 });
-  expect(await la.publishCommit(record(la, 'a', 7))).toBe(true);
-  expect(stored(tls.cluster(), prefix)).toMatchObject({ txid: 7, node: 'a', fence: la.fence });
-  tls.cluster().etcdctl(['lease', 'revoke', leaseHex(la)]);
-  expect(await la.publishCommit(record(la, 'a', 8))).toBe(false);
-  expect(stored(tls.cluster(), prefix)).toMatchObject({ txid: 7 });
+  const certs = { ca: fs.readFileSync(fx.ca.cert), cert: fs.readFileSync(fx.client.cert), key: fs.readFileSync(fx.client.key) };
+  const endpoints = tls.cluster().endpoints;
+  expect(createEtcdGateway({ endpoints, tls: certs, auth: null }, 3000)).toBeNull();
+  expect(createEtcdGateway({ endpoints, tls: certs, auth: { username: 'u', password: 'p' } }, 3000)).toBeNull();
+  const c = coordinator({ endpoints, tls: certs, auth: null }, '/gw-mtls', 'a');
+  const l = await c.acquire({ timeoutMs: 10000 });
+  expect(await l.publishCommit(record(l, 'a', 5))).toBe(true);
+  expect(stored(tls.cluster(), '/gw-mtls')).toMatchObject({ txid: 5, fence: l.fence });
+  tls.cluster().etcdctl(['lease', 'revoke', leaseHex(l)]);
+  expect(await l.publishCommit(record(l, 'a', 6))).toBe(false);
+  expect(stored(tls.cluster(), '/gw-mtls')).toMatchObject({ txid: 5 });
+});
 
-  const wrong = gateway({ ...conn, tls: { ...conn.tls, ca: read(fx.wrongCa.cert) } });
-  const err = toCoordinatorError('commit publish', await rejection(wrong.txn({ success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from('v') } }] })));
+test('TLS with auth: the gateway verifies etcd with the same CA and publishes as the etcd user; a wrong CA fails by name', async () => {
+  const cluster = serverTls!;
+  const fx = tls.tls();
+  const ca = fs.readFileSync(fx.ca.cert);
+  const root = ['--user', 'root:root-pw'];
+  const conn = { endpoints: cluster.endpoints, tls: { ca, cert: null, key: null }, auth: { username: 'app-node', password: 'app-secret-pw' } };
+  const a = coordinator(conn, '/gw-auth', 'a');
+  const la = await a.acquire({ timeoutMs: 15000 });
+  expect(await la.publishCommit(record(la, 'a', 7))).toBe(true);
+  expect(stored(cluster, '/gw-auth', root)).toMatchObject({ txid: 7, node: 'a', fence: la.fence });
+  cluster.etcdctl([...root, 'lease', 'revoke', leaseHex(la)]);
+  expect(await la.publishCommit(record(la, 'a', 8))).toBe(false);
+  expect(stored(cluster, '/gw-auth', root)).toMatchObject({ txid: 7 });
+
+  const wrong = gateway({ ...conn, tls: { ca: fs.readFileSync(fx.wrongCa.cert), cert: null, key: null } });
+  const err = toCoordinatorError('commit publish', await rejection(
+    wrong.txn({ success: [{ request_put: { key: Buffer.from('/gw-auth/k'), value: Buffer.from('v') } }] })));
   expect(err).toBeInstanceOf(CoordinatorUnavailableError);
   expect(err.message).toMatch(/TLS connection to etcd at https:\/\/127\.0\.0\.1:\d+ failed: the server certificate did not verify/);
-
-  const noCert = gateway({ ...conn, tls: { ca: conn.tls.ca, cert: null, key: null } });
-  const refused = toCoordinatorError('commit publish', await rejection(noCert.txn({ success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from('v') } }] })));
-  expect(refused).toBeInstanceOf(CoordinatorUnavailableError);
-  expect(tls.cluster().etcdctl(['get', '--print-value-only', 'k']).trim()).toBe('');
+  expect(cluster.etcdctl([...root, 'get', '--print-value-only', '/gw-auth/k']).trim()).toBe('');
 });
 
 test('auth: publishes as the etcd user, re-authenticates once when the token is no longer valid, refuses a wrong password without showing it', async () => {

@@ -29,11 +29,15 @@ export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3
 
 /**
  * The JSON-gateway client for the commit record, on the same endpoints, TLS and auth as
- * createEtcdClient(c) and with the same deadline; a CA left out means the system roots here too.
+ * createEtcdClient(c) and with the same deadline; a CA left out means grpc-js's roots here too.
+ * Null (the record stays on gRPC) with a client certificate: with auth on, etcd 3.4 refuses
+ * gateway requests that present one ("CommonName of client sending a request against gateway
+ * will be ignored", HTTP 400), and without `auth` its CN may be the etcd user (docs/SECURITY.md).
  */
-export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): EtcdGateway {
+export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): EtcdGateway | null {
+  if (c.tls?.cert) return null;
   const agent = c.tls
-    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? grpcDefaultRoots() ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined })
+    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? grpcDefaultRoots() ?? undefined })
     : new http.Agent({ keepAlive: true });
   return new EtcdGateway({
     endpoints: c.endpoints.map((e) => e.replace(/\/$/, '')),

@@ -30,7 +30,7 @@ export class EtcdCoordinator implements GatedCoordinator {
   readonly kind = 'etcd' as const;
   readonly keys: Keys;
   private readonly client: Etcd3;
-  private readonly gateway: EtcdGateway;
+  private readonly gateway: EtcdGateway | null;
 
   constructor(private readonly s: EtcdCoordinatorSettings) {
     this.keys = new Keys(s.options.prefix, s.name);
@@ -112,7 +112,7 @@ export class EtcdCoordinator implements GatedCoordinator {
     this.reader = null;
     await reader?.close();
     this.client.close();
-    this.gateway.close();
+    this.gateway?.close();
   }
 
   /** Writes info and a hand-over record for the CLI; best effort, off the write path. */

@@ -31,8 +31,8 @@ export class EtcdLease extends EventEmitter implements GatedLease {
 
   constructor(
     private readonly client: Etcd3,
-    /** Carries the commit record: the one call on every write's path (gateway.ts says why). */
-    private readonly gateway: EtcdGateway,
+    /** Carries the commit record, the one call on every write's path (gateway.ts says why); null: gRPC. */
+    private readonly gateway: EtcdGateway | null,
     private readonly keys: Keys,
     private readonly session: Session,
     private readonly held: Held,
@@ -107,9 +107,9 @@ export class EtcdLease extends EventEmitter implements GatedLease {
     ];
     if (options.openGate) success.push({ request_delete_range: { key: Buffer.from(this.keys.gate) } });
     // Only while our own key exists: a lease lost meanwhile makes this fail (false), not overwrite.
-    const res = await etcdCall('commit publish', () =>
-      this.gateway.txn({ compare: [this.ownKeyExists], success, failure: [] }),
-    );
+    const txn = { compare: [this.ownKeyExists], success, failure: [] };
+    const res = await etcdCall<{ succeeded: boolean }>('commit publish', () =>
+      (this.gateway ? this.gateway.txn(txn) : this.client.kv.txn(txn)));
     if (res.succeeded && options.openGate) this.gateRevision = null;
     if (res.succeeded) this.onPublished(record);
     return res.succeeded;
