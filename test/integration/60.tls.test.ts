@@ -98,6 +98,9 @@ test('no ca: the default roots are used (a CA installed as grpc-js default roots
     encoding: 'utf8', timeout: 30000, env: { ...process.env, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: fx.ca.cert },
   });
   expect(r.stdout.trim()).toBe('written');
+  // The commit record went out too (over the JSON gateway, on the same roots as grpc-js).
+  const record = etcd.cluster().etcdctl(['get', '--print-value-only', `${prefix}/roots.sqlite/commit`]).trim();
+  expect(JSON.parse(record)).toMatchObject({ txid: 1 });
 });
 
 test('a wrong CA: a typed error naming the endpoint and the verification failure; nothing left in etcd', async () => {

@@ -36,7 +36,7 @@ export interface EtcdTls {
   /** The members' server certificate and key. */
   cert: string;
   key: string;
-  /** --client-cert-auth: clients must present a certificate signed by `ca`. */
+  /** --client-cert-auth: clients must present a certificate signed by `ca` (false: server-only TLS). */
   clientCertAuth?: boolean;
   /** The client certificate the harness's own etcdctl calls present (needed with clientCertAuth). */
   client?: { cert: string; key: string };
@@ -138,9 +138,10 @@ export class EtcdCluster {
 
   private tlsArgs(): string[] {
     if (!this.tls) return [];
+    // etcd 3.4 requires client certificates whenever --trusted-ca-file is given: server-only TLS omits it.
     return [
-      '--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca,
-      ...(this.tls.clientCertAuth ? ['--client-cert-auth'] : []),
+      '--cert-file', this.tls.cert, '--key-file', this.tls.key,
+      ...(this.tls.clientCertAuth ? ['--trusted-ca-file', this.tls.ca, '--client-cert-auth'] : []),
     ];
   }
 

@@ -3,11 +3,16 @@
  * unary call (docs/HAZARDS.md H6: a call without one against a stalled etcd hung for 6 s), one
  * retry on another member, a short circuit breaker, watches that reconnect quickly, and TLS where
  * a missing CA stays missing (grpc-js then uses the system roots; an empty one would trust nothing).
- * Also maps the library's etcd failures to CoordinatorUnavailableError.
+ * Also builds, from the same options, the JSON-gateway client that publishes commit records
+ * (gateway.ts), and maps the library's etcd failures to CoordinatorUnavailableError.
  */
+import * as http from 'http';
+import * as https from 'https';
+import * as path from 'path';
 import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, Etcd3, IOptions, isRecoverableError } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, IPolicy, retry } from 'cockatiel';
 import { CoordinatorUnavailableError, SqliteHaError } from '../../errors';
+import { EtcdGateway } from './gateway';
 
 /** Where etcd is and how to authenticate: the library's resolved options and the CLI's settings both fit. */
 export interface EtcdConnection {
@@ -20,6 +25,38 @@ export interface EtcdConnection {
 /** A client whose unary calls all carry a deadline of `rpcTimeoutMs`; streams (watch, keep-alive) do not. */
 export function createEtcdClient(c: EtcdConnection, rpcTimeoutMs: number): Etcd3 {
   return new Etcd3(etcdClientOptions(c, rpcTimeoutMs));
+}
+
+/**
+ * The JSON-gateway client for the commit record, on the same endpoints, TLS and auth as
+ * createEtcdClient(c) and with the same deadline; a CA left out means grpc-js's roots here too.
+ * Null (the record stays on gRPC) with a client certificate: with auth on, etcd 3.4 refuses
+ * gateway requests that present one ("CommonName of client sending a request against gateway
+ * will be ignored", HTTP 400), and without `auth` its CN may be the etcd user (docs/SECURITY.md).
+ */
+export function createEtcdGateway(c: EtcdConnection, rpcTimeoutMs: number): EtcdGateway | null {
+  if (c.tls?.cert) return null;
+  const agent = c.tls
+    ? new https.Agent({ keepAlive: true, ca: c.tls.ca ?? grpcDefaultRoots() ?? undefined })
+    : new http.Agent({ keepAlive: true });
+  return new EtcdGateway({
+    endpoints: c.endpoints.map((e) => e.replace(/\/$/, '')),
+    agent,
+    auth: c.auth,
+    rpcTimeoutMs,
+    name: (err) => nameEndpoints(err, c.endpoints),
+  });
+}
+
+/**
+ * The roots grpc-js uses when no CA is given (its GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, read by
+ * grpc-js itself), or null for Node's bundled roots: both clients then trust the same CAs.
+ */
+function grpcDefaultRoots(): Buffer | null {
+  // etcd3's own copy of grpc-js (a dependency of etcd3, not of ours).
+  const helpers = require.resolve('@grpc/grpc-js/build/src/tls-helpers', { paths: [path.dirname(require.resolve('etcd3'))] });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require(helpers) as { getDefaultRootsData(): Buffer | null }).getDefaultRootsData();
 }
 
 /** The etcd3 options createEtcdClient() uses (separate so that tests can inspect them). */
@@ -76,11 +113,16 @@ function namingEndpoints<P extends IPolicy<any, any>>(policy: P, endpoints: read
     try {
       return await policy.execute(fn, signal);
     } catch (err) {
-      if (err instanceof Error && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
-      throw err;
+      throw nameEndpoints(err, endpoints);
     }
   };
   return named;
+}
+
+function nameEndpoints<E>(err: E, endpoints: readonly string[]): E {
+  // Not `instanceof Error`: node's own errors (sockets, TLS) may come from another realm (jest's vm).
+  if (typeof err === 'object' && err !== null && !(ENDPOINTS in err)) Object.defineProperty(err, ENDPOINTS, { value: endpoints, configurable: true });
+  return err;
 }
 
 /** Wraps an etcd call: our own errors pass through, anything else becomes CoordinatorUnavailable. */

@@ -7,8 +7,9 @@ import type { Etcd3 } from 'etcd3';
 import { AcquireTimeoutError, CoordinatorUnavailableError, DatabaseMovedError, SqliteHaError } from '../../errors';
 import type { ResolvedEtcdCoordinator } from '../../options';
 import type { AcquireOptions, CommitRecord, GatedCoordinator, GatedLease, ReaderTicket } from '../types';
-import { createEtcdClient, etcdCall, isCredentialsRefusal } from './client';
+import { createEtcdClient, createEtcdGateway, etcdCall, isCredentialsRefusal } from './client';
 import { DatabaseInfo, HandoverRecord, HISTORY_KEEP, Keys, parseJson, prefixEnd, StandbyRecord } from './keys';
+import type { EtcdGateway } from './gateway';
 import { EtcdLease } from './lease';
 import { enqueue, Held, ownerNode, waitTurn } from './mutex';
 import { ReaderRegistration } from './reader-registration';
@@ -29,10 +30,12 @@ export class EtcdCoordinator implements GatedCoordinator {
   readonly kind = 'etcd' as const;
   readonly keys: Keys;
   private readonly client: Etcd3;
+  private readonly gateway: EtcdGateway | null;
 
   constructor(private readonly s: EtcdCoordinatorSettings) {
     this.keys = new Keys(s.options.prefix, s.name);
     this.client = createEtcdClient(s.options, s.rpcTimeoutMs);
+    this.gateway = createEtcdGateway(s.options, s.rpcTimeoutMs);
   }
 
   async acquire(opts: AcquireOptions): Promise<GatedLease> {
@@ -62,7 +65,7 @@ export class EtcdCoordinator implements GatedCoordinator {
         throw new DatabaseMovedError(this.s.info.path, held.promoted.path, held.promoted.epoch);
       }
       const lease = new EtcdLease(
-        this.client, this.keys, sess, held, this.s.nodeId,
+        this.client, this.gateway, this.keys, sess, held, this.s.nodeId,
         () => this.reader?.key ?? null, (record) => this.reader?.notePublished(record),
       );
       // Not awaited: the watch replays from our own key's revision, so no waiter is missed, and
@@ -109,6 +112,7 @@ export class EtcdCoordinator implements GatedCoordinator {
     this.reader = null;
     await reader?.close();
     this.client.close();
+    this.gateway?.close();
   }
 
   /** Writes info and a hand-over record for the CLI; best effort, off the write path. */

@@ -8,6 +8,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { CoordinatorUnavailableError, LeaseLostError } from '../../errors';
 import type { CommitRecord, GatedLease } from '../types';
 import { etcdCall } from './client';
+import type { EtcdGateway } from './gateway';
 import { EventRecord, HolderRecord, Keys, parseJson, prefixEnd, ReaderRecord } from './keys';
 import type { Held } from './mutex';
 import type { Session } from './session';
@@ -30,6 +31,8 @@ export class EtcdLease extends EventEmitter implements GatedLease {
 
   constructor(
     private readonly client: Etcd3,
+    /** Carries the commit record, the one call on every write's path (gateway.ts says why); null: gRPC. */
+    private readonly gateway: EtcdGateway | null,
     private readonly keys: Keys,
     private readonly session: Session,
     private readonly held: Held,
@@ -103,9 +106,10 @@ export class EtcdLease extends EventEmitter implements GatedLease {
       { request_put: { key: Buffer.from(this.keys.commit), value: Buffer.from(JSON.stringify(record)) } },
     ];
     if (options.openGate) success.push({ request_delete_range: { key: Buffer.from(this.keys.gate) } });
-    const res = await etcdCall('commit publish', () =>
-      this.client.kv.txn({ compare: [this.ownKeyExists], success, failure: [] }),
-    );
+    // Only while our own key exists: a lease lost meanwhile makes this fail (false), not overwrite.
+    const txn = { compare: [this.ownKeyExists], success, failure: [] };
+    const res = await etcdCall<{ succeeded: boolean }>('commit publish', () =>
+      (this.gateway ? this.gateway.txn(txn) : this.client.kv.txn(txn)));
     if (res.succeeded && options.openGate) this.gateRevision = null;
     if (res.succeeded) this.onPublished(record);
     return res.succeeded;
