@@ -12,6 +12,7 @@ import * as https from 'https';
 import {
   castGrpcError, EtcdInvalidAuthTokenError, GRPCDeadlineExceededError, GRPCUnavailableError, ICompare, IRequestOp, ITxnRequest,
 } from 'etcd3';
+import { monotonicNow } from '../../clock';
 
 export interface GatewaySettings {
   /** Endpoint base URLs (validated, no trailing slash), tried in order from the last one that answered. */
@@ -39,7 +40,7 @@ export class EtcdGateway {
 
   async txn(req: ITxnRequest): Promise<GatewayTxnResult> {
     const body = JSON.stringify(encodeTxn(req));
-    const deadline = Date.now() + this.s.rpcTimeoutMs;
+    const deadline = monotonicNow() + this.s.rpcTimeoutMs;
     try {
       return decodeTxn(await this.authorized('/v3/kv/txn', body, deadline));
     } catch (err) {
@@ -86,7 +87,7 @@ export class EtcdGateway {
     let last: Error = new GRPCUnavailableError('etcd gateway: no endpoint answered');
     for (let a = 0; a < attempts; a++) {
       const i = (this.next + a) % n;
-      const left = deadline - Date.now();
+      const left = deadline - monotonicNow();
       if (left <= 0) break;
       try {
         const res = await request(this.s.endpoints[i] + path, body, this.s.agent, left, token);
@@ -100,7 +101,7 @@ export class EtcdGateway {
         last = err as Error;
       }
     }
-    if (deadline - Date.now() <= 0) {
+    if (deadline - monotonicNow() <= 0) {
       throw new GRPCDeadlineExceededError(`etcd gateway: deadline of ${this.s.rpcTimeoutMs} ms exceeded (${last.message})`);
     }
     throw last instanceof GRPCUnavailableError ? last : new GRPCUnavailableError(`etcd gateway: ${last.message}`);
