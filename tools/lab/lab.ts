@@ -388,12 +388,16 @@ export class Lab {
 
   /** SIGTERM every running worker (they finish the operation in flight and close), then SIGKILL. */
   async stopWorkers(graceMs: number): Promise<void> {
-    await Promise.all(this.nodes.filter((n) => n.running && this.control.agent(n.vm)).map(async (n) => {
-      const exited = this.waitEvent((x, e) => x === n && e.ev === 'exit', graceMs);
-      if (n.paused) await this.signalWorker(n, 'SIGCONT').catch(() => undefined);
-      await this.signalWorker(n, 'SIGTERM').catch(() => undefined);
-      if (!(await exited) && n.running) await this.killWorker(n).catch(() => undefined);
-    }));
+    await Promise.all(this.nodes.filter((n) => n.running && this.control.agent(n.vm)).map((n) => this.stopWorker(n, graceMs)));
+  }
+
+  /** SIGTERM one worker (it finishes the operation in flight and closes); SIGKILL after graceMs. */
+  async stopWorker(n: NodeState, graceMs: number): Promise<void> {
+    if (!n.running) return;
+    const exited = this.waitEvent((x, e) => x === n && e.ev === 'exit', graceMs);
+    if (n.paused) await this.signalWorker(n, 'SIGCONT').catch(() => undefined);
+    await this.signalWorker(n, 'SIGTERM').catch(() => undefined);
+    if (!(await exited) && n.running) await this.killWorker(n).catch(() => undefined);
   }
 
   /** Power cut of a client VM; its agent and worker are gone with it. */

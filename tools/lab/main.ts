@@ -220,8 +220,8 @@ export async function runLab(opts: LabOptions): Promise<LabReport> {
     const contract = contractViolations(hist.ops);
     const counter = counterCheck(hist.ops, finalDb);
     const handovers = countHandovers(lab.acquisitions);
-    // stale-cache makes stale views on purpose: a refused one (typed) is the expected outcome there.
-    const nfsFaults = res.faults.some((f) => f.kind === 'nfs') || opts.scenario === 'stale-cache';
+    // stale-cache and stale-knfsd try to make stale views: a refused one (typed) is the expected outcome there.
+    const nfsFaults = res.faults.some((f) => f.kind === 'nfs') || opts.scenario === 'stale-cache' || opts.scenario === 'stale-knfsd';
     const labViolations: LabViolation[] = [...contract.violations, ...freshViolations(hist.ops, nfsFaults), ...counter.violations];
     // bank writes on the first half of the nodes only: with 2 nodes one writer, no hand-over to expect.
     const writers = opts.scenario === 'bank' ? Math.ceil(opts.nodes / 2) : opts.nodes;

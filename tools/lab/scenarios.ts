@@ -15,13 +15,16 @@
  *   chaos     counter+bank mix with a seeded series of process, etcd-link and NFS-server faults
  *   stale-cache  counter on NFSv3 mounted nolock,nocto,actimeo=600 with locks 'trusted' forced
  *             (main.ts sets the mount): hand-overs onto a client page cache that may be stale
+ *   stale-knfsd  counter; the first node writes on; the others' workers are started again and again so
+ *             that they open the file while it commits (the pattern before the stale view of the knfsd
+ *             chaos run, seed 86: a read delegation handed out while another client writes?)
  */
 import type { FaultRecord } from '../chaos/faults';
 import { Prng } from '../chaos/prng';
 import type { BankConfig } from '../chaos/schema';
 import { Lab, LAB_TIMING, NodeState } from './lab';
 
-export const SCENARIOS = ['counter', 'mix', 'bank', 'failover', 'zombie', 'chaos', 'bench', 'stale-cache'] as const;
+export const SCENARIOS = ['counter', 'mix', 'bank', 'failover', 'zombie', 'chaos', 'bench', 'stale-cache', 'stale-knfsd'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const BANK: BankConfig = { accounts: 5, initialBalance: 100 };
@@ -57,6 +60,7 @@ function mixFor(s: Scenario, n: NodeState, nodes: number) {
     case 'failover':
     case 'zombie':
     case 'stale-cache':
+    case 'stale-knfsd':
       return { append: 1, transfer: 0, read: 0 };
     case 'bank':
       return n.index <= Math.ceil(nodes / 2) ? { append: 0, transfer: 1, read: 0 } : { append: 0, transfer: 0, read: 1, linearizable: 0.6 };
@@ -72,20 +76,22 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
     bank: BANK, seed: o.seed, maxRunMs: o.durationMs + 240000, mix: mixFor(o.scenario, n, lab.nodes.length),
     thinkMs: o.scenario === 'bank' ? 20 : 50, locks: o.locks,
   });
-  for (const n of lab.nodes) await lab.startWorker(n, workerCfg(n));
+  // stale-knfsd starts the first node alone: the others open the file later, while it writes.
+  const first = o.scenario === 'stale-knfsd' ? lab.nodes.slice(0, 1) : lab.nodes;
+  for (const n of first) await lab.startWorker(n, workerCfg(n));
   // Warm-up: each node has completed one operation (and so opened the database through NFS).
   const warm = new Set<string>();
   const warmUntil = Date.now() + 240000;
   const off = lab.on((n, e) => {
     if (e.ev === 'ack' || e.ev === 'ready') warm.add(`${n.nodeId}:${e.ev}`);
   });
-  while (lab.nodes.some((n) => !warm.has(`${n.nodeId}:ready`)) && Date.now() < warmUntil) await sleep(500);
+  while (first.some((n) => !warm.has(`${n.nodeId}:ready`)) && Date.now() < warmUntil) await sleep(500);
   off();
-  const notReady = lab.nodes.filter((n) => !warm.has(`${n.nodeId}:ready`));
+  const notReady = first.filter((n) => !warm.has(`${n.nodeId}:ready`));
   if (notReady.length) {
     throw new Error(`warm-up: ${notReady.map((n) => `${n.nodeId} (${n.stderrTail.trim().split('\n').slice(-3).join(' | ')})`).join(', ')} not ready within 240 s`);
   }
-  lab.log(`workers ready on ${lab.nodes.map((n) => `${n.nodeId}@${n.vm} locks '${n.locks}'`).join(', ')}`);
+  lab.log(`workers ready on ${first.map((n) => `${n.nodeId}@${n.vm} locks '${n.locks}'`).join(', ')}`);
   const start = Date.now();
   const endAt = start + o.durationMs;
   const prng = new Prng(o.seed);
@@ -172,6 +178,8 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
         pausedAt, resumedAt, { opId: ev ? String(ev.e.id) : undefined });
       res.zombie = { node: h.nodeId, pausedAt, resumedAt, opId: ev ? String(ev.e.id) : null, fence: null };
     }
+  } else if (o.scenario === 'stale-knfsd') {
+    await staleKnfsdCycles();
   } else if (o.scenario === 'chaos') {
     const kinds = ['kill-holder', 'pause-holder', 'etcd-cut', 'nfs-restart', 'nfs-pause-short', 'nfs-pause-long'];
     let k = 0;
@@ -187,6 +195,42 @@ export async function runScenario(lab: Lab, o: ScenarioOptions): Promise<Scenari
   }
   if (Date.now() < endAt) await sleep(endAt - Date.now());
   return res;
+
+  /**
+   * Each cycle: the first node writes alone (it holds the lease, committing every ~50 ms plus TCG);
+   * another node's worker starts, so that it opens the file (read-only, then read-write for its
+   * first write, which takes the lease over) while those commits land; it writes a few times and
+   * is stopped gracefully. A stale view shows as SQLITE_HA_STALE_VIEW in its history (typed, not
+   * committed) or, without fix #1, as lost acknowledged writes / a failed integrity check.
+   */
+  async function staleKnfsdCycles(): Promise<void> {
+    const writer = lab.nodes[0];
+    const others = lab.nodes.slice(1);
+    for (let cycle = 1; cycle <= 200 && Date.now() < endAt - 15000; cycle++) {
+      const n = others[(cycle - 1) % others.length];
+      // The first node commits again before the other opens (it may have lost the lease to it).
+      if (!(await lab.waitEvent((x, e) => x === writer && e.ev === 'ack', 60000))) {
+        res.harnessErrors.push(`stale-knfsd cycle ${cycle}: ${writer.nodeId} wrote nothing for 60 s`);
+        return;
+      }
+      // Forget c2's cached pages and attributes, so that each cycle opens the file as a first open.
+      await lab.guestExec(n.vm, ['/bin/sh', '-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], 30000).catch(() => undefined);
+      const acks = { n: 0 };
+      const off2 = lab.on((x, e) => {
+        if (x === n && e.ev === 'ack') acks.n++;
+      });
+      const at = Date.now();
+      await lab.startWorker(n, workerCfg(n));
+      const ready = await lab.waitEvent((x, e) => x === n && e.ev === 'ready', 120000);
+      // Three acks, or a bounded wait: a stale view gives the lease back within seconds (fix: 3 reopens, 1 s).
+      const until = Date.now() + 30000;
+      while (acks.n < 3 && Date.now() < until && n.running) await sleep(200);
+      off2();
+      await lab.stopWorker(n, LAB_TIMING.acquireTimeoutMs);
+      record('open', 'open-during-commits', `${n.nodeId}@${n.vm}`,
+        `worker started while ${writer.nodeId} committed; ready after ${ready ? ready.e.at! - at : '—'} ms; ${acks.n} ack(s) before the stop`, at, Date.now());
+    }
+  }
 
   async function chaosFault(type: string): Promise<void> {
     const ttl = LAB_TIMING.leaseTtlMs;
