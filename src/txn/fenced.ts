@@ -143,7 +143,12 @@ export class FencedTransactions {
     return { result, txid: this.commit() };
   }
 
-  /** Runs fn inside the open transaction; rolls back and rethrows if it throws or is async. */
+  /**
+   * Runs fn inside the open transaction; rolls back and rethrows if it throws or is async. A
+   * storage error from fn's own statements (a torn page the NFS client served after a server
+   * restart, an I/O error) is not the caller's SQL going wrong: it becomes a StorageFaultError
+   * (not committed, the view reopened), like one at BEGIN; SQL errors pass through as they are.
+   */
   work<T>(fn: () => T): T {
     try {
       const result = fn();
@@ -152,6 +157,7 @@ export class FencedTransactions {
       }
       return result;
     } catch (err) {
+      if (isStorageFailure(err)) throw this.storageFault('a statement of the write transaction', err);
       this.rollback();
       throw err;
     }

@@ -466,4 +466,46 @@ describe('storage faults before anything is written (issue #14: raw SQLITE_CORRU
     expect(conn.inTransaction).toBe(false);
     conn.close();
   });
+
+  // The knfsd lab run (docs/NFS.md): an append held through NFS server pauses failed with a raw
+  // SQLITE_CORRUPT from the user's own INSERT. Without the classification in work() this test
+  // gets the raw SqliteError.
+  test('a storage error from a statement of the write function is a StorageFaultError; SQL errors stay as they are', () => {
+    const s = settings();
+    prepareFile(s.path);
+    const conn = openReadWrite(s);
+    conn.exec('CREATE TABLE t (x UNIQUE)');
+    const h = hooks();
+    const f = fenced(conn, new ScriptedLease(5), h);
+    expect(f.tryBegin('IMMEDIATE')).toBe(true);
+    const torn = Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
+    let err: unknown;
+    try {
+      f.work(() => {
+        conn.prepare('INSERT INTO t VALUES (1)').run();
+        throw torn;
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(StorageFaultError);
+    expect((err as StorageFaultError).sqliteCode).toBe('SQLITE_CORRUPT');
+    expect((err as StorageFaultError).outcome).toBe('not-committed');
+    expect(h.gone).toEqual([err]);
+    expect(conn.inTransaction).toBe(false);
+    expect(conn.prepare('SELECT count(*) FROM t').pluck().get()).toBe(0);
+    // A constraint violation is the caller's SQL: thrown as SQLite raised it, the lease kept.
+    expect(f.tryBegin('IMMEDIATE')).toBe(true);
+    conn.prepare('INSERT INTO t VALUES (2)').run();
+    let sqlErr: unknown;
+    try {
+      f.work(() => conn.prepare('INSERT INTO t VALUES (2)').run());
+    } catch (e) {
+      sqlErr = e;
+    }
+    expect((sqlErr as { code?: string }).code).toBe('SQLITE_CONSTRAINT_UNIQUE');
+    expect(h.gone).toEqual([err]);
+    expect(conn.inTransaction).toBe(false);
+    conn.close();
+  });
 });
