@@ -9,6 +9,7 @@ import { FencedError, LeaseLostError, StorageFaultError } from '../../src/errors
 import { ConnectionSettings, openReadOnly, openReadWrite, prepareFile } from '../../src/storage/connection';
 import { ensureMetaTable, readMeta } from '../../src/storage/meta';
 import { FencedHooks, FencedTransactions } from '../../src/txn/fenced';
+import { thrown } from '../helpers/errors';
 import { holdWriteLock } from '../helpers/lock-holder';
 import { ScriptedLease } from '../helpers/scripted-coordinator';
 import { useTmpDir } from '../helpers/tmp';
@@ -479,15 +480,10 @@ describe('storage faults before anything is written (issue #14: raw SQLITE_CORRU
     const f = fenced(conn, new ScriptedLease(5), h);
     expect(f.tryBegin('IMMEDIATE')).toBe(true);
     const torn = Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
-    let err: unknown;
-    try {
-      f.work(() => {
-        conn.prepare('INSERT INTO t VALUES (1)').run();
-        throw torn;
-      });
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => f.work(() => {
+      conn.prepare('INSERT INTO t VALUES (1)').run();
+      throw torn;
+    }));
     expect(err).toBeInstanceOf(StorageFaultError);
     expect((err as StorageFaultError).sqliteCode).toBe('SQLITE_CORRUPT');
     expect((err as StorageFaultError).outcome).toBe('not-committed');
@@ -497,12 +493,7 @@ describe('storage faults before anything is written (issue #14: raw SQLITE_CORRU
     // A constraint violation is the caller's SQL: thrown as SQLite raised it, the lease kept.
     expect(f.tryBegin('IMMEDIATE')).toBe(true);
     conn.prepare('INSERT INTO t VALUES (2)').run();
-    let sqlErr: unknown;
-    try {
-      f.work(() => conn.prepare('INSERT INTO t VALUES (2)').run());
-    } catch (e) {
-      sqlErr = e;
-    }
+    const sqlErr = thrown(() => f.work(() => conn.prepare('INSERT INTO t VALUES (2)').run()));
     expect((sqlErr as { code?: string }).code).toBe('SQLITE_CONSTRAINT_UNIQUE');
     expect(h.gone).toEqual([err]);
     expect(conn.inTransaction).toBe(false);
