@@ -7,7 +7,7 @@ import type Database from 'better-sqlite3';
 import { NotLeaseHolderError, RecoveryPendingError, StaleViewError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import { readMeta } from '../storage/meta';
-import { isReadonly } from '../storage/sqlite-errors';
+import { isHotJournalReadOnly, isReadonly } from '../storage/sqlite-errors';
 import type { Connections } from './connections';
 import type { LeaseHolder } from './lease-holder';
 import type { Consistency, LocalReads, StorageMode } from './modes/mode';
@@ -162,7 +162,7 @@ export class Reads implements LocalReads {
    * surface cannot wait, so it gets RecoveryPendingError, and db.read() waits (recovering()).
    */
   hotJournalError(err: unknown): unknown {
-    if ((err as { code?: unknown }).code !== 'SQLITE_READONLY_ROLLBACK' || this.holder.holding) return err;
+    if (!isHotJournalReadOnly(err) || this.holder.holding) return err;
     void this.holder.take().catch(() => undefined);
     return new RecoveryPendingError(
       'this node is taking the write lease to roll it back; db.read() waits for that, a synchronous call must be retried',
@@ -172,7 +172,7 @@ export class Reads implements LocalReads {
 
   /** After a failed attempt: on a hot journal, takes the lease (which recovers the file) and tries once more. */
   private async recover<T>(err: unknown, attempt: () => T): Promise<T> {
-    const hot = err instanceof RecoveryPendingError || (err as { code?: unknown }).code === 'SQLITE_READONLY_ROLLBACK';
+    const hot = err instanceof RecoveryPendingError || isHotJournalReadOnly(err);
     if (!hot || this.holder.holding) throw err;
     try {
       await this.holder.take();
